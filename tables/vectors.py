@@ -1,0 +1,112 @@
+"""The vectors table: document records by id, with their partition indexes.
+
+The table is a plain Faust table with raw bytes keys and values (records are encoded by
+:mod:`index.codec`); only its store is special (:class:`tables.indexed_store.IndexedStore`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import numpy as np
+from faust.streams import _current_event
+from faust.types import EventT
+from yarl import URL
+
+from index import codec
+from index.filters import Predicate
+from index.partition import Hit
+from tables.indexed_store import IndexFactory, IndexedStore
+
+TABLE_NAME = "vectors"
+
+
+def raw_bytes() -> faust.Schema:
+    """Bytes in, bytes out: keys are document ids as UTF-8, values our own encodings.
+
+    A new Schema per use: Faust changes a schema it is given, so a table and a topic that
+    share one instance end up decoding the topic's keys as JSON (seen with 0.15.3).
+    """
+    return faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    """What this worker's indexes answered: hits best first, and which partitions were searched."""
+
+    hits: list[Hit]
+    partitions: list[int]
+
+
+class VectorTable(faust.Table):
+    """A Faust table whose store keeps one HNSW index per owned partition."""
+
+    def __init__(self, app: faust.App, *, index_factory: IndexFactory, **kwargs: Any) -> None:
+        self._index_factory = index_factory
+        super().__init__(app, name=TABLE_NAME, schema=raw_bytes(), **kwargs)
+
+    def _new_store(self) -> IndexedStore:
+        # Per-table store URLs are broken in Faust 0.15 (notes/faust-internals.md §2.1),
+        # so the store class is chosen here instead of by URL.
+        return IndexedStore(
+            URL("rocksdb://"), self.app, self, table_name=self.name,
+            key_type=self.key_type, key_serializer=self.key_serializer,
+            value_type=self.value_type, value_serializer=self.value_serializer,
+            options=self.options, index_factory=self._index_factory,
+        )
+
+    @property
+    def store(self) -> IndexedStore:
+        return self.data  # type: ignore[no-any-return]
+
+    def record(self, doc_id: str) -> codec.Record | None:
+        """The stored record of ``doc_id`` if an owned partition holds it and it is not deleted."""
+        data = self.store.get_owned(doc_id.encode())
+        record = None if data is None else codec.decode(data)
+        return None if record is None or record.deleted else record
+
+    def search_local(self, query: np.ndarray, k: int, ef: int | None, predicate: Predicate | None) -> LocalResult:
+        """Search every owned, built partition and merge; runs in a worker thread."""
+        serving = self.store.serving()
+        per_partition = [index.search(query, k, ef=ef, predicate=predicate) for index in serving.values()]
+        return LocalResult(hits=merge_hits(per_partition, k), partitions=sorted(serving))
+
+    def counts(self) -> dict[int, int]:
+        """Live documents per owned partition index."""
+        return {p: len(index) for p, index in sorted(self.store.serving().items())}
+
+
+def merge_hits(lists: list[list[Hit]], k: int) -> list[Hit]:
+    """Global top-k of per-partition answers; one id counts once (it can briefly live in two
+    partitions' answers while a partition moves between workers)."""
+    seen: set[str] = set()
+    merged: list[Hit] = []
+    for hit in heapq.merge(*lists, key=lambda h: -h.score):
+        if hit.id not in seen:
+            seen.add(hit.id)
+            merged.append(hit)
+            if len(merged) == k:
+                break
+    return merged
+
+
+@contextlib.contextmanager
+def writing_for(event: EventT) -> Iterator[None]:
+    """Make ``event`` Faust's current event while writing the table for it.
+
+    Faust picks the changelog partition and the RocksDB partition of a table write from
+    the current event. ``take_events`` hands the agent a batch whose current event is
+    only the last one, so each write must name its own event.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+

@@ -1,0 +1,135 @@
+"""The core pipeline end to end: real Kafka, two worker processes, 8 partitions, 2,000 documents.
+
+The tests run in order on one cluster (module scope): ingest, search through either
+worker, update, delete, stale version, kill -9 failover, rebuild on a fresh worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import Worker, http, stop_all, wait_for, wait_for_documents
+from tests.conftest import sample_texts, send_events
+
+pytestmark = pytest.mark.integration
+
+DOCS = 2000
+PARTITIONS = 8
+
+
+class Cluster:
+    def __init__(self, broker: str, app_id: str, root: Path) -> None:
+        self.broker, self.app_id, self.root = broker, app_id, root
+        self.env = {"STREAMVEC_BROKER": broker, "STREAMVEC_APP_ID": app_id,
+                    "STREAMVEC_PARTITIONS": str(PARTITIONS), "STREAMVEC_MODEL_CACHE": str(root / "models"),
+                    "STREAMVEC_SESSION_TIMEOUT": "6", "STREAMVEC_REBALANCE_TIMEOUT": "10"}
+        self.workers: dict[str, Worker] = {}
+        self.docs = {d["id"]: d for d in sample_texts(DOCS)}
+
+    def start(self, name: str) -> Worker:
+        worker = Worker(name, self.env, self.root / name).start()
+        self.workers[name] = worker
+        return worker
+
+    def send(self, events: list[dict], tombstones: tuple[str, ...] = ()) -> None:
+        send_events(self.broker, self.app_id, events, PARTITIONS, tombstones)
+
+
+@pytest.fixture(scope="module")
+def cluster(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    cluster = Cluster(kafka_broker, f"pipe{int(time.time())}", tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster
+    finally:
+        stop_all(cluster.workers.values())
+
+
+def top1(worker: Worker, text: str) -> str | None:
+    results = worker.search(text=text, k=1)["results"]
+    return results[0]["id"] if results else None
+
+
+def test_every_document_is_found_by_its_own_text_through_either_worker(cluster: Cluster) -> None:
+    a, b = cluster.start("a"), cluster.start("b")
+    cluster.send(list(cluster.docs.values()))
+    started = time.monotonic()
+    wait_for_documents(a, DOCS, timeout=300)
+    wait_for_documents(b, DOCS, timeout=60)
+    print(f"2000 documents searchable {time.monotonic() - started:.1f} s after produce")
+
+    docs = list(cluster.docs.values())
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda i: top1((a, b)[i % 2], docs[i]["text"]), range(len(docs))))
+    misses = [(d["id"], got) for d, got in zip(docs, answers) if got != d["id"]]
+    assert not misses, f"{len(misses)} documents not found top-1 by their own text, e.g. {misses[:5]}"
+
+
+def test_an_update_changes_the_answer(cluster: Cluster) -> None:
+    a, b = cluster.workers["a"], cluster.workers["b"]
+    doc = next(iter(cluster.docs.values()))
+    new_text = "a submarine cable carrying internet traffic between continents"
+    cluster.send([{"id": doc["id"], "text": new_text, "metadata": {"edited": True}}])
+    wait_for("the update to be searchable", lambda: top1(b, new_text) == doc["id"], timeout=30)
+    assert top1(a, doc["text"]) != doc["id"]
+    status, document = a.get(f"/documents/{doc['id']}")
+    assert status == 200 and document["metadata"] == {"edited": True}
+
+
+def test_a_delete_removes_the_document(cluster: Cluster) -> None:
+    a, b = cluster.workers["a"], cluster.workers["b"]
+    by_tombstone, by_op = list(cluster.docs.values())[1:3]
+    cluster.send([{"id": by_op["id"], "op": "delete"}], tombstones=(by_tombstone["id"],))
+    for doc in (by_tombstone, by_op):
+        wait_for(f"{doc['id']} to disappear", lambda d=doc: a.get(f"/documents/{d['id']}")[0] == 404, timeout=30)
+        assert doc["id"] not in {hit["id"] for hit in b.search(text=doc["text"], k=10)["results"]}
+        del cluster.docs[doc["id"]]
+    wait_for_documents(a, DOCS - 2, timeout=30)
+
+
+def test_a_stale_version_is_ignored(cluster: Cluster) -> None:
+    a = cluster.workers["a"]
+    doc = list(cluster.docs.values())[3]
+    stale_before = a.stats()["outcomes"]["stale"]
+    cluster.send([{"id": doc["id"], "text": doc["text"], "metadata": {"v": 5}, "version": 5}])
+    wait_for("version 5", lambda: a.get(f"/documents/{doc['id']}")[1].get("version") == 5, timeout=30)
+    cluster.send([{"id": doc["id"], "text": "completely different old text", "metadata": {"v": 3}, "version": 3}])
+    wait_for("the stale event to be counted", lambda: a.stats()["outcomes"]["stale"] == stale_before + 1, timeout=30)
+    status, document = a.get(f"/documents/{doc['id']}")
+    assert status == 200 and document["version"] == 5 and document["metadata"] == {"v": 5}
+    assert top1(a, doc["text"]) == doc["id"]
+
+
+def test_after_kill_9_the_survivor_answers_everything(cluster: Cluster) -> None:
+    a, b = cluster.workers["a"], cluster.workers["b"]
+    expected = len(cluster.docs)
+    b.kill()
+    killed = time.monotonic()
+
+    def complete() -> bool:
+        answer = a.search(text="a domestic animal", k=5)
+        return not answer["partial"] and a.stats()["documents"] == expected
+    wait_for("the survivor to answer for every partition", complete, timeout=60)
+    print(f"failover: survivor complete {time.monotonic() - killed:.1f} s after kill -9")
+    sample = list(cluster.docs.values())[::50]
+    assert [top1(a, d["text"]) for d in sample] == [d["id"] for d in sample]
+
+
+def test_a_new_worker_with_an_empty_data_dir_rebuilds_from_the_changelog(cluster: Cluster) -> None:
+    a = cluster.workers["a"]
+    c = cluster.start("c")
+    c.wait_ready(timeout=120)
+    expected = len(cluster.docs)
+    wait_for("c to own partitions", lambda: c.stats()["workers"].get(c.url, {}).get("partitions"), timeout=60)
+    a.kill()
+    killed = time.monotonic()
+    wait_for_documents(c, expected, timeout=90)
+    print(f"recovery: fresh worker complete {time.monotonic() - killed:.1f} s after the last old worker died")
+    sample = list(cluster.docs.values())[::40]
+    assert [top1(c, d["text"]) for d in sample] == [d["id"] for d in sample]
+    status, _ = http("GET", c.url + "/health")
+    assert status == 200

