@@ -108,5 +108,17 @@ def _write_vectors(vectors: Any) -> None:
     sys.stdout.flush()
 
 
+@main.command()
+@click.option("--kind", type=click.Choice(["tansu", "kafka"]), default="tansu", show_default=True,
+              help="Broker to start: Tansu (in memory, no JVM) or Apache Kafka (needs `make install`).")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Events to load (default: the bundled WordNet sample).")
+def demo(kind: str, data: Path | None) -> None:
+    """Start a broker and two workers, load sample data, print how to query; Ctrl-C stops all."""
+    from app.demo import SAMPLE, run_demo
+
+    run_demo(_settings(), kind, data or SAMPLE)
+
+
 if __name__ == "__main__":
     main()

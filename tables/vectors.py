@@ -28,10 +28,10 @@ TABLE_NAME = "vectors"
 
 
 def raw_bytes() -> faust.Schema:
-    """Bytes in, bytes out: keys are document ids as UTF-8, values our own encodings.
+    """Bytes in, bytes out for a topic: keys are document ids as UTF-8, values JSON we parse.
 
     A new Schema per use: Faust changes a schema it is given, so a table and a topic that
-    share one instance end up decoding the topic's keys as JSON (seen with 0.15.3).
+    shared one instance ended up decoding the topic's keys as JSON (seen with 0.15.3).
     """
     return faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
@@ -49,7 +49,8 @@ class VectorTable(faust.Table):
 
     def __init__(self, app: faust.App, *, index_factory: IndexFactory, **kwargs: Any) -> None:
         self._index_factory = index_factory
-        super().__init__(app, name=TABLE_NAME, schema=raw_bytes(), **kwargs)
+        # bytes types make Faust pick the "raw" codec for the store and the changelog.
+        super().__init__(app, name=TABLE_NAME, key_type=bytes, value_type=bytes, **kwargs)
 
     def _new_store(self) -> IndexedStore:
         # Per-table store URLs are broken in Faust 0.15 (notes/faust-internals.md §2.1),
