@@ -109,6 +109,30 @@ def _write_vectors(vectors: Any) -> None:
 
 
 @main.command()
+@click.argument("action", type=click.Choice(["start", "stop"]))
+@click.option("--kind", type=click.Choice(["kafka", "tansu"]), default="kafka", show_default=True,
+              help="Apache Kafka (KRaft, jars from `make install`) or Tansu (in memory).")
+@click.option("--port", type=int, default=None, help="Client port (default: a free one).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Broker state, log and pid file (default .streamvec/broker-KIND).")
+def broker(action: str, kind: str, port: int | None, data_dir: Path | None) -> None:
+    """Start a local broker in the background (returns once it accepts clients) or stop it."""
+    from app.brokers.detached import default_data_dir, start_detached, stop_detached
+    from app.brokers.process import BrokerError
+
+    data_dir = data_dir or default_data_dir(kind)
+    try:
+        if action == "start":
+            handle = start_detached(kind, port, data_dir)
+            click.echo(f"{kind} broker running at {handle.url} (pid {handle.pid}, log {handle.log_path})")
+            click.echo(f"use it: export STREAMVEC_BROKER=kafka://{handle.url}")
+        else:
+            click.echo(f"stopped the broker at {stop_detached(data_dir)}")
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
 @click.option("--kind", type=click.Choice(["tansu", "kafka"]), default="tansu", show_default=True,
               help="Broker to start: Tansu (in memory, no JVM) or Apache Kafka (needs `make install`).")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,

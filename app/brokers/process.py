@@ -87,6 +87,10 @@ class BrokerHandle:
         if self._remove_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
+    def detach(self) -> None:
+        """Leave the broker running after this process exits (``streamvec broker start``)."""
+        _live_handles.discard(self)
+
     def __enter__(self) -> BrokerHandle:
         return self
 
