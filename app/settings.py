@@ -34,7 +34,7 @@ class Settings:
     model_cache: Path | None = field(default=None, metadata={"doc": "Where converted ONNX models are cached (default `<datadir>/models`)."})
     embed_threads: int = field(default=0, metadata={"doc": "onnxruntime intra-op threads (0 = all cores)."})
     embed_batch_size: int = field(default=32, metadata={"doc": "Texts per ONNX run."})
-    ingest_batch_size: int = field(default=256, metadata={"doc": "Events the ingest agent takes at most per batch."})
+    ingest_batch_size: int = field(default=512, metadata={"doc": "Events the ingest agent takes at most per batch (one model call per batch)."})
     ingest_batch_wait: float = field(default=0.05, metadata={"doc": "Seconds the agent waits to fill a batch."})
     hnsw_m: int = field(default=16, metadata={"doc": "HNSW graph degree M."})
     hnsw_ef_construction: int = field(default=200, metadata={"doc": "HNSW ef at build time."})

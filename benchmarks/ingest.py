@@ -42,7 +42,7 @@ def ingest_rate(broker: str, events: list[dict], root: Path, cache: Path, batch_
     try:
         worker.wait_ready(timeout=120)
         started = time.perf_counter()
-        wait_for_documents(worker, len(events), timeout=3600)
+        wait_for_documents(worker, len(events), timeout=3600, interval=0.1)
         return len(events) / (time.perf_counter() - started)
     finally:
         worker.stop()

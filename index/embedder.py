@@ -247,6 +247,9 @@ def _open_session(model_bytes: bytes, path: Path, threads: int | None) -> ort.In
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle intra-op threads would otherwise spin for a while after each run, taking the CPU
+    # that a worker's event loop, Kafka client and index inserts need between batches.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's errors derive from Exception only

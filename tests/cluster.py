@@ -126,7 +126,7 @@ class Worker:
             raise AssertionError(f"{exc}\n--- {self.name} log ---\n{self.log_tail()}") from None
 
 
-def wait_for_documents(worker: Worker, expected: int, timeout: float) -> dict[str, Any]:
+def wait_for_documents(worker: Worker, expected: int, timeout: float, interval: float = 0.5) -> dict[str, Any]:
     """Wait until ``worker`` reports ``expected`` documents over all partitions, none missing."""
     def complete() -> dict[str, Any] | None:
         if not worker.alive():
@@ -134,7 +134,7 @@ def wait_for_documents(worker: Worker, expected: int, timeout: float) -> dict[st
         stats = worker.stats()
         return stats if stats["documents"] == expected and not stats["partial"] else None
     try:
-        return wait_for(f"{expected} documents through {worker.name}", complete, timeout)
+        return wait_for(f"{expected} documents through {worker.name}", complete, timeout, interval)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- {worker.name} log ---\n{worker.log_tail()}") from None
 

@@ -133,7 +133,7 @@ def start_kafka(
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: a random UUID in URL-safe base64 without padding.
+    """Return a new KRaft cluster id: a random UUID in URL-safe base64 without padding.
 
     Same format as ``kafka-storage.sh random-uuid``, without starting a JVM for it.
     """
@@ -141,7 +141,7 @@ def new_cluster_id() -> str:
 
 
 def _server_properties(client_port: int, controller_port: int, log_dir: Path, extra: Mapping[str, str]) -> str:
-    """The ``server.properties`` text for one combined broker+controller node.
+    """Render ``server.properties`` for one combined broker+controller node.
 
     ``controller.quorum.bootstrap.servers`` (rather than the static ``quorum.voters``) is
     what Kafka 4.x pairs with ``format --standalone``: the node is its own single voter.
@@ -164,7 +164,8 @@ def _server_properties(client_port: int, controller_port: int, log_dir: Path, ex
 
 def _format(base: Sequence[str], config_path: Path, data_dir: Path) -> None:
     """Run ``StorageTool format --standalone`` once for a fresh data dir."""
-    command = [*base, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "--standalone", "-c", str(config_path)]
+    cluster_id = new_cluster_id()
+    command = [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "--standalone", "-c", str(config_path)]
     logger.info("formatting Kafka log dir in %s", data_dir)
     try:
         result = subprocess.run(
@@ -177,7 +178,8 @@ def _format(base: Sequence[str], config_path: Path, data_dir: Path) -> None:
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise BrokerError(f"formatting the Kafka log dir in {data_dir} took over {FORMAT_TIMEOUT_SECONDS:.0f} s") from exc
+        limit = f"{FORMAT_TIMEOUT_SECONDS:.0f} s"
+        raise BrokerError(f"formatting the Kafka log dir in {data_dir} took over {limit}") from exc
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()
         hint = " Kafka 4.x needs Java 17 or newer." if "UnsupportedClassVersionError" in output else ""
@@ -188,7 +190,7 @@ def _format(base: Sequence[str], config_path: Path, data_dir: Path) -> None:
 
 
 def _find_java() -> str:
-    """The ``java`` launcher from ``$JAVA_HOME`` or ``PATH``."""
+    """Return the ``java`` launcher from ``$JAVA_HOME`` or ``PATH``."""
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
         candidate = Path(java_home) / "bin" / "java"
@@ -204,7 +206,7 @@ def _find_java() -> str:
 
 
 def _classpath(lib_dir: Path) -> str:
-    """``lib_dir/*`` after checking the broker jar is there."""
+    """Return the classpath ``lib_dir/*`` after checking the broker jar is there."""
     if not any(lib_dir.glob("kafka_2.13-*.jar")):
         raise BrokerError(
             f"the Kafka jars are not in {lib_dir}: run `make install` (it runs "

