@@ -28,11 +28,12 @@ WORKERS = 2
 
 
 def run_demo(settings: Settings, kind: str, data: Path) -> None:
+    _interrupt_on_signals()
     broker = _start_broker(kind, settings.datadir / "demo-broker")
     workers: list[subprocess.Popen[bytes]] = []
     try:
         env = {**os.environ, "STREAMVEC_BROKER": broker.url, "STREAMVEC_APP_ID": settings.app_id,
-               "STREAMVEC_SESSION_TIMEOUT": "6", "STREAMVEC_REBALANCE_TIMEOUT": "10"}
+               "STREAMVEC_SESSION_TIMEOUT": "6", "STREAMVEC_REBALANCE_TIMEOUT": "6"}
         ports = [settings.web_port + i for i in range(WORKERS)]
         for i, port in enumerate(ports, 1):
             workers.append(_start_worker(env, port, settings.datadir / f"demo-worker-{i}"))
@@ -47,6 +48,16 @@ def run_demo(settings: Settings, kind: str, data: Path) -> None:
             _stop(process)
         broker.stop()
         click.echo("demo stopped: broker and workers are down")
+
+
+def _interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM both end the demo cleanly, even when started from a script
+    (a background job inherits SIGINT ignored)."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _start_broker(kind: str, data_dir: Path) -> BrokerHandle:
