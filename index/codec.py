@@ -72,8 +72,3 @@ def decode(data: bytes) -> Record:
     vector = np.frombuffer(body, dtype="<f4") if body else None
     return Record(vector=vector, metadata=header["m"], version=header["v"], text_hash=header["h"], ts=header["t"])
 
-
-def decode_version(data: bytes) -> int | None:
-    """The version alone: the ingest path reads it for every event, the vector it never needs."""
-    _, header_len = _HEADER.unpack_from(data)
-    return json.loads(data[_HEADER.size:_HEADER.size + header_len])["v"]

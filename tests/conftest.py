@@ -10,42 +10,40 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.brokers.process import BrokerError
+from app.brokers.process import BrokerError, BrokerHandle
 from app.producer import Line, produce
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[str]:
-    """``host:port`` of a running Apache Kafka (KRaft, one node)."""
-    given = os.environ.get("STREAMVEC_TEST_BROKER")
-    if given:
-        yield given
-        return
-    from app.brokers.kafka import start_kafka
-
+def running_broker(start: Callable[[], BrokerHandle], kind: str) -> Iterator[str]:
+    """Yield a started broker's URL and stop it after; a broker that cannot start fails the test."""
     try:
-        broker = start_kafka()
+        broker = start()
     except BrokerError as exc:
-        pytest.fail(f"the test Kafka broker did not start, so integration tests cannot run: {exc}")
+        pytest.fail(f"the test {kind} broker did not start, so integration tests cannot run: {exc}")
     try:
         yield broker.url
     finally:
         broker.stop()
 
 
-@pytest.fixture
-def app_id() -> str:
-    """A fresh app id per test: its own topics, so tests never see each other's events."""
-    return f"t{uuid.uuid4().hex[:10]}"
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[str]:
+    """``host:port`` of a running Apache Kafka (KRaft, one node), or ``STREAMVEC_TEST_BROKER``."""
+    given = os.environ.get("STREAMVEC_TEST_BROKER")
+    if given:
+        yield given
+        return
+    from app.brokers.kafka import start_kafka
+
+    yield from running_broker(start_kafka, "Kafka")
 
 
 def send_events(broker: str, app_id: str, events: list[dict[str, Any]], partitions: int = 8,

@@ -8,24 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from app.brokers.process import BrokerError
 from app.brokers.tansu import start_tansu
 from tests.cluster import Worker, stop_all, wait_for_documents
-from tests.conftest import sample_texts, send_events
+from tests.conftest import running_broker, sample_texts, send_events
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def tansu() -> Iterator[str]:
-    try:
-        broker = start_tansu()
-    except BrokerError as exc:
-        pytest.fail(f"Tansu did not start: {exc}")
-    try:
-        yield broker.url
-    finally:
-        broker.stop()
+    yield from running_broker(start_tansu, "Tansu")
 
 
 def test_tansu_produce_index_search(tansu: str, tmp_path: Path) -> None:
