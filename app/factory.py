@@ -9,9 +9,8 @@ import faust
 
 from agents.ingest import IngestProcessor, register_ingest
 from agents.outcomes import Outcomes
-from app.embedding import EmbeddingService
+from app.embedding import EmbeddingService, embedder_from_settings
 from app.settings import Settings
-from index.embedder import load_embedder
 from index.partition import PartitionIndex
 from tables.vectors import VectorTable, raw_bytes
 
@@ -50,12 +49,18 @@ def create_app(settings: Settings) -> Streamvec:
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_rebalance_timeout=settings.rebalance_timeout,
         consumer_auto_offset_reset="earliest",
-        stream_wait_empty=False,
+        # stream_wait_empty stays on (Faust's default): a revoked worker finishes the events
+        # it holds before the rebalance goes on. Without it, events fetched before a
+        # rebalance were skipped as "old generation", acked, and never processed (seen
+        # with two workers joining while 2,000 events were queued).
+        # A topic created moments before the group formed can be missing from the first
+        # assignment ("Ignoring missing topic"); aiokafka only rejoins once its metadata
+        # shows the topic, which by default takes up to 5 minutes.
+        consumer_metadata_max_age_ms=int(settings.metadata_max_age * 1000),
     )
-    embedder = load_embedder(settings.model, settings.model_cache_dir,
-                             threads=settings.embed_threads or None, batch_size=settings.embed_batch_size)
-    logger.info("model %s loaded: %d dimensions", embedder.model_id, embedder.dim)
-    embedding = EmbeddingService(embedder)
+    embedder = embedder_from_settings(settings)
+    logger.info("model %s loaded: %d dimensions, %s", embedder.model_id, embedder.dim, embedder.describe())
+    embedding = EmbeddingService(embedder, query_cache_size=settings.query_cache_size)
     dim = embedder.dim
 
     def new_index() -> PartitionIndex:

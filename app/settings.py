@@ -32,8 +32,13 @@ class Settings:
     datadir: Path = field(default=Path("streamvec-data"), metadata={"doc": "Local state (RocksDB tables, converted model). One per worker."})
     model: str = field(default="all-MiniLM-L6-v2", metadata={"doc": "`all-MiniLM-L6-v2`, a sentence-transformers directory, or an `.onnx` file with `tokenizer.json` beside it."})
     model_cache: Path | None = field(default=None, metadata={"doc": "Where converted ONNX models are cached (default `<datadir>/models`)."})
-    embed_threads: int = field(default=0, metadata={"doc": "onnxruntime intra-op threads (0 = all cores)."})
+    embed_threads: int = field(default=0, metadata={"doc": "onnxruntime intra-op threads (0 = one per core this process may use: CPU affinity and cgroup quota)."})
     embed_batch_size: int = field(default=32, metadata={"doc": "Texts per ONNX run."})
+    embed_provider: str = field(default="cpu", metadata={"doc": "`cpu`, or `cuda` to embed on a GPU (needs `onnxruntime-gpu` and a CUDA device)."})
+    quantize: str = field(default="none", metadata={"doc": "`none` (fp32, exact) or `int8` (faster, approximate: must pass the int8 quality gate below)."})
+    int8_min_cosine: float = field(default=0.99, metadata={"doc": "int8 gate: least mean cosine between int8 and fp32 vectors of the held-out texts."})
+    int8_min_recall: float = field(default=0.88, metadata={"doc": "int8 gate: least recall@10 of int8 queries against an fp32 index of the held-out texts."})
+    query_cache_size: int = field(default=1024, metadata={"doc": "Query texts whose vectors are kept (LRU) for repeated searches; 0 turns the cache off."})
     ingest_batch_size: int = field(default=512, metadata={"doc": "Events the ingest agent takes at most per batch (one model call per batch)."})
     ingest_batch_wait: float = field(default=0.05, metadata={"doc": "Seconds the agent waits to fill a batch."})
     hnsw_m: int = field(default=16, metadata={"doc": "HNSW graph degree M."})
@@ -47,6 +52,7 @@ class Settings:
     session_timeout: float = field(default=10.0, metadata={"doc": "Kafka consumer session timeout: how fast a dead worker's partitions move."})
     heartbeat_interval: float = field(default=1.0, metadata={"doc": "Kafka consumer heartbeat interval."})
     rebalance_timeout: float = field(default=20.0, metadata={"doc": "Kafka consumer rebalance timeout."})
+    metadata_max_age: float = field(default=5.0, metadata={"doc": "Seconds between consumer metadata refreshes: how soon a topic that appeared after a worker started is consumed."})
     log_level: str = field(default="info", metadata={"doc": "Worker log level."})
 
     @classmethod
@@ -101,6 +107,14 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}WEB_PORT must be a TCP port, got {self.web_port}")
         if self.fanout_timeout <= 0 or self.session_timeout <= 0:
             raise SettingsError("timeouts must be positive")
+        choices = {"quantize": ("none", "int8"), "embed_provider": ("cpu", "cuda")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.embed_threads < 0 or self.query_cache_size < 0:
+            raise SettingsError(f"{ENV_PREFIX}EMBED_THREADS and {ENV_PREFIX}QUERY_CACHE_SIZE cannot be negative")
+        if not (0 <= self.int8_min_cosine <= 1 and 0 <= self.int8_min_recall <= 1):
+            raise SettingsError(f"{ENV_PREFIX}INT8_MIN_COSINE and {ENV_PREFIX}INT8_MIN_RECALL are between 0 and 1")
 
 
 # Variables with our prefix that configure tools, not the worker.

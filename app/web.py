@@ -179,7 +179,8 @@ class Api:
     async def _local_stats(self) -> dict[str, Any]:
         counts = self.parts.table.counts()
         return {"partitions": sorted(counts), "documents": {str(p): n for p, n in counts.items()},
-                "outcomes": self.parts.outcomes.snapshot(), **self._readiness()}
+                "outcomes": self.parts.outcomes.snapshot(), "query_cache": self.parts.embedding.cache_stats(),
+                **self._readiness()}
 
     # ---- helpers ----------------------------------------------------------------------
 
@@ -187,7 +188,7 @@ class Api:
         if query.vector is not None:
             return query.vector
         if query.text is not None:
-            return (await self.parts.embedding.embed([query.text]))[0]
+            return await self.parts.embedding.embed_query(query.text)
         assert query.id is not None
         document, coverage = await self._find_document(query.id)
         if document is None:

