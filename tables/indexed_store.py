@@ -57,8 +57,15 @@ class IndexedStore(Store):
     # ---- what the web layer reads --------------------------------------------------
 
     def serving(self) -> dict[int, PartitionIndex]:
-        """Indexes that answer queries: built, and of a partition this worker owns now."""
-        return {p: index for p, index in list(self.indexes.items()) if p in self._owned}
+        """Indexes that answer queries: built, owned, and still in the group's latest assignment.
+
+        The assignment check matters between a new assignment and the end of its recovery:
+        a partition that just moved away must not be answered from a copy that no longer
+        receives writes.
+        """
+        assigned = {tp.partition for tp in self.app.assignor.assigned_actives()
+                    if tp.topic in self.table.changelog_topic.topics}
+        return {p: index for p, index in list(self.indexes.items()) if p in self._owned and p in assigned}
 
     @property
     def ready(self) -> bool:
@@ -66,8 +73,8 @@ class IndexedStore(Store):
         return not self._building and self._owned <= set(self.indexes)
 
     def get_owned(self, key: bytes) -> bytes | None:
-        """Read ``key`` from the partitions this worker owns (standby copies are not answers)."""
-        for partition in sorted(self._owned):
+        """Read ``key`` from the partitions this worker serves (standby copies are not answers)."""
+        for partition in sorted(self.serving()):
             db = self._dbs.get(partition)
             value = None if db is None else db.get(key)
             if value is not None:

@@ -133,8 +133,12 @@ def test_a_restarted_worker_replays_what_it_missed_and_deleted_documents_stay_de
     b.start()  # same data dir: its RocksDB still holds the deleted documents
     b.wait_ready(timeout=120)
     wait_for("b to own partitions again", lambda: b.stats()["workers"].get(b.url, {}).get("partitions"), timeout=60)
-    stats = wait_for_documents(b, len(cluster.docs), timeout=60)
-    assert sum(sum(w["documents"].values()) for w in stats["workers"].values()) == len(cluster.docs)
+    wait_for_documents(b, len(cluster.docs), timeout=60)
+
+    def each_partition_served_once() -> bool:
+        workers = b.stats()["workers"].values()
+        return sum(sum(w.get("documents", {}).values()) for w in workers) == len(cluster.docs)
+    wait_for("every partition to be served by exactly one worker", each_partition_served_once, timeout=60)
     for doc in gone:
         assert doc["id"] not in {hit["id"] for hit in b.search(text=doc["text"], k=10)["results"]}
         assert b.get(f"/documents/{doc['id']}")[0] == 404
