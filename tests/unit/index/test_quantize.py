@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 import index.embedder as embedder_module
-from index.embedder import DEFAULT_MODEL, Embedder, ModelFiles, load_embedder, quantized_model
+from index.embedder import (
+    DEFAULT_MODEL,
+    Embedder,
+    ModelFiles,
+    load_embedder,
+    quantized_model,
+)
 from index.exceptions import ModelError
 from index.quantize import QualityGate, QualityReport, heldout_texts, measure_quality
 
