@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from app.brokers.process import BrokerHandle
+from app.brokers.process import BrokerHandle, stop_process_group
 from app.producer import produce, read_events
 from app.settings import Settings
 
@@ -45,7 +45,7 @@ def run_demo(settings: Settings, kind: str, data: Path) -> None:
         _wait_for_interrupt(workers)
     finally:
         for process in workers:
-            _stop(process)
+            stop_process_group(process, grace=20)
         broker.stop()
         click.echo("demo stopped: broker and workers are down")
 
@@ -124,10 +124,3 @@ def _check_alive(workers: list[subprocess.Popen[bytes]]) -> None:
             raise click.ClickException(f"a worker exited (code {process.returncode}); see its log in the data dir")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)

@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> Streamvec:
         # it holds before the rebalance goes on. Without it, events fetched before a
         # rebalance were skipped as "old generation", acked, and never processed (seen
         # with two workers joining while 2,000 events were queued).
+        #
         # A topic created moments before the group formed can be missing from the first
         # assignment ("Ignoring missing topic"); aiokafka only rejoins once its metadata
         # shows the topic, which by default takes up to 5 minutes.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.brokers.process import free_port
+from app.brokers.process import free_port, stop_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 FAUST_WORKER = (str(Path(sys.executable).with_name("faust")), "-A", "app", "worker", "-l", "info")
@@ -91,13 +91,8 @@ class Worker:
             self.process.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.alive():
-            assert self.process is not None
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.process is not None:
+            stop_process_group(self.process, grace=20)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

@@ -82,7 +82,7 @@ class BrokerHandle:
         Safe to call more than once; the whole process group is signalled so nothing the
         broker spawned outlives it.
         """
-        _terminate(self._process, grace)
+        stop_process_group(self._process, grace)
         _live_handles.discard(self)
         if self._remove_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -192,13 +192,13 @@ def launch(
     try:
         _wait_until_serving(process, host, port, started + timeout)
     except BrokerError as exc:
-        _terminate(process, grace=3.0)
+        stop_process_group(process, grace=3.0)
         tail = log_tail(log_path)
         if remove_data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
         raise BrokerError(f"{kind} broker on {url} {exc}; last lines of {log_path}:\n{tail}") from None
     except BaseException:
-        _terminate(process, grace=3.0)
+        stop_process_group(process, grace=3.0)
         if remove_data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
         raise
@@ -263,15 +263,19 @@ async def _has_metadata(url: str, timeout: float) -> bool:
         await client.close()
 
 
-def _terminate(process: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the process group, SIGKILL it after ``grace`` seconds, and reap the process."""
+def stop_process_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the process group, SIGKILL it after ``grace`` seconds, and reap the process.
+
+    Brokers, demo workers and test workers all run in their own session; this is how each
+    of them is stopped.
+    """
     if process.poll() is not None:
         return
     _signal_group(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        logger.warning("broker pid %d ignored SIGTERM for %.0f s; killing it", process.pid, grace)
+        logger.warning("pid %d ignored SIGTERM for %.0f s; killing it", process.pid, grace)
         _signal_group(process.pid, signal.SIGKILL)
         process.wait()
 

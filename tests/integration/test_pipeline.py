@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Worker, http, stop_all, wait_for, wait_for_documents
+from tests.cluster import Worker, stop_all, wait_for, wait_for_documents
 from tests.conftest import sample_texts, send_events
 
 pytestmark = pytest.mark.integration
