@@ -9,11 +9,14 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from app.settings import Settings, SettingsError, describe
+
+if TYPE_CHECKING:
+    from app.deadletters import StoredDeadLetter
 
 
 def _settings(**flags: Any) -> Settings:
@@ -76,7 +79,7 @@ def search(text: str, k: int, filter_: str | None, url: str | None) -> None:
     body: dict[str, Any] = {"text": text, "k": k}
     if filter_:
         body["filter"] = json.loads(filter_)
-    answer = asyncio.run(ask(url or f"http://127.0.0.1:{settings.web_port}", body))
+    answer = asyncio.run(ask(url or f"http://127.0.0.1:{settings.web_port}", body, settings.api_key))
     for rank, hit in enumerate(answer["results"], 1):
         click.echo(f"{rank:>3}  {hit['score']:.4f}  {hit['id']}  {json.dumps(hit['metadata'], ensure_ascii=False)}")
     if answer["partial"]:
@@ -142,6 +145,68 @@ def demo(kind: str, data: Path | None) -> None:
     from app.demo import SAMPLE, run_demo
 
     run_demo(_settings(), kind, data or SAMPLE)
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Events the workers could not index (the topic <app id>-dead-letters): list or replay them."""
+
+
+_reason_option = click.option("--reason", help="Only dead letters with this reason code (e.g. bad_json).")
+_broker_option = click.option("--broker", help="Kafka bootstrap server (STREAMVEC_BROKER).")
+
+
+@dead_letters.command("list")
+@_reason_option
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show only the N most recent.")
+@_broker_option
+def list_dead_letters(reason: str | None, limit: int | None, broker: str | None) -> None:
+    """Print the dead letters, oldest first: where they are, why, and what they held."""
+    from app.deadletters import format_table
+
+    settings = _settings(broker=broker)
+    letters = _read_dead_letters(settings, reason)
+    shown = letters[-limit:] if limit else letters
+    for line in format_table(shown):
+        click.echo(line)
+    click.echo(f"{len(shown)} of {len(letters)} dead letters{_of_reason(reason)} in {settings.dead_letter_topic}",
+               err=True)
+
+
+@dead_letters.command("replay")
+@_reason_option
+@click.option("--to", "to", help="Send to this topic instead of the one each event was read from.")
+@click.option("--dry-run", is_flag=True, help="List what would be sent; send nothing.")
+@_broker_option
+def replay_dead_letters(reason: str | None, to: str | None, dry_run: bool, broker: str | None) -> None:
+    """Send dead letters back (original key and value) to be ingested again, e.g. after raising a limit."""
+    from app.deadletters import DeadLetterError, format_table, replay
+
+    settings = _settings(broker=broker)
+    letters = _read_dead_letters(settings, reason)
+    if dry_run:
+        for line in format_table(letters):
+            click.echo(line)
+        click.echo(f"dry run: {len(letters)} dead letters{_of_reason(reason)} would be replayed")
+        return
+    try:
+        sent = asyncio.run(replay(settings.broker, letters, settings.events_topic, to))
+    except DeadLetterError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"replayed {sent} dead letters{_of_reason(reason)}")
+
+
+def _read_dead_letters(settings: Settings, reason: str | None) -> list[StoredDeadLetter]:
+    from app.deadletters import DeadLetterError, read_dead_letters
+
+    try:
+        return asyncio.run(read_dead_letters(settings.broker, settings.dead_letter_topic, reason))
+    except DeadLetterError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _of_reason(reason: str | None) -> str:
+    return f" with reason {reason}" if reason else ""
 
 
 if __name__ == "__main__":

@@ -7,10 +7,13 @@ from typing import Any
 import aiohttp
 import click
 
+from app.auth import API_KEY_HEADER
 
-async def search(url: str, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+
+async def search(url: str, body: dict[str, Any], api_key: str = "", timeout: float = 30.0) -> dict[str, Any]:
+    headers = {API_KEY_HEADER: api_key} if api_key else {}
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout), headers=headers) as session:
             async with session.post(f"{url.rstrip('/')}/search", json=body) as response:
                 answer = await response.json()
                 if response.status != 200:

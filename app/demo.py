@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from app.auth import API_KEY_HEADER
 from app.brokers.process import BrokerHandle, stop_process_group
 from app.producer import produce, read_events
 from app.settings import Settings
@@ -40,7 +41,7 @@ def run_demo(settings: Settings, kind: str, data: Path) -> None:
         lines = read_events(data)
         click.echo(f"{kind} broker on {broker.url}; workers on ports {ports}; logs in {settings.datadir}")
         asyncio.run(produce(broker.url, settings.events_topic, settings.partitions, lines))
-        _wait_indexed(f"http://127.0.0.1:{ports[0]}", len(lines), workers)
+        _wait_indexed(f"http://127.0.0.1:{ports[0]}", len(lines), workers, settings.api_key)
         _print_usage(ports)
         _wait_for_interrupt(workers)
     finally:
@@ -79,20 +80,21 @@ def _start_worker(env: dict[str, str], port: int, datadir: Path) -> subprocess.P
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _wait_indexed(url: str, expected: int, workers: list[subprocess.Popen[bytes]]) -> None:
+def _wait_indexed(url: str, expected: int, workers: list[subprocess.Popen[bytes]], api_key: str) -> None:
     with tqdm(total=expected, unit="doc", desc="indexing (embedding on this machine's CPU)") as bar:
         while True:
             _check_alive(workers)
-            documents = _documents(url)
+            documents = _documents(url, api_key)
             bar.update(documents - bar.n)
             if documents >= expected:
                 return
             time.sleep(1.0)
 
 
-def _documents(url: str) -> int:
+def _documents(url: str, api_key: str) -> int:
+    request = urllib.request.Request(f"{url}/stats", headers={API_KEY_HEADER: api_key} if api_key else {})
     try:
-        with urllib.request.urlopen(f"{url}/stats", timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return int(json.loads(response.read())["documents"])
     except OSError:
         return 0  # the worker is still starting

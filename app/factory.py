@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 import faust
 
+from agents.deadletters import DeadLetterSink
 from agents.ingest import IngestProcessor, register_ingest
 from agents.outcomes import Outcomes
+from app.cdc import cdc_parsers
 from app.embedding import EmbeddingService, embedder_from_settings
+from app.metrics import Metrics
 from app.settings import Settings
+from index.events import parse_event
 from index.partition import PartitionIndex
 from tables.vectors import VectorTable, raw_bytes
 
@@ -26,6 +31,7 @@ class Streamvec:
     table: VectorTable
     embedding: EmbeddingService
     outcomes: Outcomes
+    metrics: Metrics
 
 
 def create_app(settings: Settings) -> Streamvec:
@@ -69,12 +75,18 @@ def create_app(settings: Settings) -> Streamvec:
                               ef_search=settings.hnsw_ef_search)
 
     table = app.tables.add(VectorTable(app, index_factory=new_index, partitions=settings.partitions))
-    # internal=True: Faust creates the topic (with our partition count) before it subscribes,
-    # so a worker started before the first producer still consumes it.
-    topic = app.topic(settings.events_topic, schema=raw_bytes(), partitions=settings.partitions, internal=True)
+    parsers = {settings.events_topic: partial(parse_event, dim=dim), **cdc_parsers(settings, dim)}
+    # internal=True: Faust creates the events topic (with our partition count) before it
+    # subscribes, so a worker started before the first producer still consumes it. A CDC
+    # topic already exists with that count: cdc_parsers checked it.
+    topic = app.topic(*parsers, schema=raw_bytes(), partitions=settings.partitions, internal=True)
     outcomes = Outcomes()
-    register_ingest(app, topic, IngestProcessor(table, embedding, outcomes),
-                    settings.ingest_batch_size, settings.ingest_batch_wait)
-    parts = Streamvec(settings, app, table, embedding, outcomes)
+    metrics = Metrics(table, outcomes, app)
+    dead_letters = DeadLetterSink(app.topic(settings.dead_letter_topic, schema=raw_bytes(), internal=True))
+    processor = IngestProcessor(table, embedding, outcomes, parsers=parsers,
+                                limits=settings.event_limits, dead_letters=dead_letters,
+                                on_searchable=metrics.observe_searchable)
+    register_ingest(app, topic, processor, settings.ingest_batch_size, settings.ingest_batch_wait)
+    parts = Streamvec(settings, app, table, embedding, outcomes, metrics)
     register_views(parts)
     return parts

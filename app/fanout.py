@@ -3,6 +3,8 @@
 The group's members come from Faust's assignor metadata, which every member receives
 at each rebalance (notes/faust-internals.md §3). A member that does not answer in time
 is reported, never waited for: the caller turns its silence into ``partial: true``.
+Connections to the other members are kept alive between queries: a new TCP connection
+per query would cost more than the search itself.
 """
 
 from __future__ import annotations
@@ -11,32 +13,35 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
 import aiohttp
 import faust
 from yarl import URL
 
+from app.auth import SECRET_HEADER, ClusterSecret
+
 logger = logging.getLogger(__name__)
 
-LocalCall = Callable[[], Awaitable[dict[str, Any]]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Answer:
-    """One member's reply: its JSON body, or why there is none."""
+class Answer(Generic[T]):
+    """One member's reply, decoded, or why there is none."""
 
     url: str
-    body: dict[str, Any] | None
+    body: T | None
     error: str | None = None
 
 
 class FanOut:
     """Sends one internal request to every member; calls this worker's own handler directly."""
 
-    def __init__(self, app: faust.App, timeout: float) -> None:
+    def __init__(self, app: faust.App, timeout: float, secret: ClusterSecret) -> None:
         self._app = app
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._secret = secret
         self._session: aiohttp.ClientSession | None = None
 
     def members(self) -> list[str]:
@@ -47,29 +52,38 @@ class FanOut:
             urls.add(own)
         return sorted(urls)
 
-    async def ask(self, path: str, payload: dict[str, Any], local: LocalCall) -> list[Answer]:
+    async def ask(self, path: str, request: bytes, content_type: str,
+                  local: Callable[[], Awaitable[T]], decode: Callable[[bytes], T]) -> list[Answer[T]]:
+        """``request`` to every other member's ``path``, ``local()`` for this one."""
         # Read at call time: `faust worker --web-port` changes it after the app is built.
         own = _ident(str(self._app.conf.canonical_url))
+        members = self.members()
+        if len(members) == 1:  # no task, no gather: the common single-worker case stays cheap
+            return [Answer(members[0], await local())]
+        headers = {"Content-Type": content_type, SECRET_HEADER: await self._secret.get()}
         return list(await asyncio.gather(*(
-            self._ask_local(url, local) if _ident(url) == own else self._ask_remote(url, path, payload)
-            for url in self.members()
+            self._ask_local(url, local) if _ident(url) == own else self._ask_remote(url, path, request, headers, decode)
+            for url in members
         )))
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
-    async def _ask_local(self, url: str, local: LocalCall) -> Answer:
+    async def _ask_local(self, url: str, local: Callable[[], Awaitable[T]]) -> Answer[T]:
         return Answer(url, await local())
 
-    async def _ask_remote(self, url: str, path: str, payload: dict[str, Any]) -> Answer:
+    async def _ask_remote(self, url: str, path: str, request: bytes, headers: dict[str, str],
+                          decode: Callable[[bytes], T]) -> Answer[T]:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(limit_per_host=64, keepalive_timeout=60))
         try:
-            async with self._session.post(str(URL(url).with_path(path)), json=payload) as response:
+            async with self._session.post(str(URL(url).with_path(path)), data=request, headers=headers) as response:
+                body = await response.read()
                 if response.status != 200:
-                    return Answer(url, None, f"HTTP {response.status}: {(await response.text())[:200]}")
-                return Answer(url, await response.json())
+                    return Answer(url, None, f"HTTP {response.status}: {body[:200].decode(errors='replace')}")
+                return Answer(url, decode(body))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             logger.warning("worker %s did not answer %s: %s", url, path, exc.__class__.__name__)
             return Answer(url, None, f"{exc.__class__.__name__}: {exc}")

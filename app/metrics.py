@@ -1,9 +1,17 @@
-"""Prometheus metrics of one worker, in a registry of its own (no process globals)."""
+"""Prometheus metrics of one worker, in a registry of its own (no process globals).
+
+Counts that already live elsewhere (documents per partition, event outcomes, consumer
+lag) are read at scrape time instead of being mirrored; latencies are histograms fed
+by the query path (per stage) and the ingest agent (event → searchable).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
+import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -11,35 +19,91 @@ from prometheus_client.registry import Collector
 from agents.outcomes import Outcomes
 from tables.vectors import VectorTable
 
+# Query stages: embed (query text → vector, or the stored vector of an `id` query), fanout
+# (until every worker answered, the local search included), local_search (this worker's
+# partitions, also when serving another worker), merge (top-k of the answers).
+STAGES = ("embed", "local_search", "fanout", "merge")
+_QUERY_BUCKETS = (.0002, .0005, .001, .0015, .002, .003, .004, .006, .008, .012, .02, .05, .1, .25, 1.0)
+_FRESHNESS_BUCKETS = (.01, .025, .05, .075, .1, .15, .2, .3, .5, .75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+
 
 class _StateCollector(Collector):
-    """Reads document counts and outcomes at scrape time instead of mirroring them."""
-
-    def __init__(self, table: VectorTable, outcomes: Outcomes) -> None:
+    def __init__(self, table: VectorTable, outcomes: Outcomes, app: faust.App) -> None:
         self._table = table
         self._outcomes = outcomes
+        self._app = app
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         documents = GaugeMetricFamily("streamvec_documents", "Live documents per owned partition", labels=["partition"])
         for partition, count in self._table.counts().items():
             documents.add_metric([str(partition)], count)
         yield documents
+        snapshot = self._outcomes.snapshot()
         events = CounterMetricFamily("streamvec_events", "Consumed events by outcome", labels=["partition", "outcome"])
-        for partition, counts in self._outcomes.snapshot()["partitions"].items():
+        dead = CounterMetricFamily("streamvec_dead_letters", "Dead-lettered events by reason", labels=["partition", "reason"])
+        for partition, counts in snapshot["partitions"].items():
             for outcome, count in counts.items():
-                events.add_metric([partition, outcome], count)
+                if isinstance(count, int):
+                    events.add_metric([partition, outcome], count)
+            for reason, count in counts.get("dead_letter_reasons", {}).items():
+                dead.add_metric([partition, reason], count)
         yield events
+        yield dead
+        yield self._lag()
+
+    def _lag(self) -> GaugeMetricFamily:
+        """Events not yet read, per assigned input partition (Kafka high watermark − next offset)."""
+        lag = GaugeMetricFamily("streamvec_consumer_lag", "Events in the input topic not yet read by this worker",
+                                labels=["topic", "partition"])
+        consumer = self._app.consumer
+        table_topics = {self._app.conf.id + "-vectors-changelog"}
+        for tp in sorted(consumer.assignment()):
+            if tp.topic in table_topics:
+                continue
+            try:
+                highwater = consumer.highwater(tp)
+            except (AssertionError, KeyError, RuntimeError):  # not fetched yet / consumer stopping
+                continue
+            read = consumer._read_offset.get(tp)  # noqa: SLF001 — Faust keeps the last offset read there
+            if highwater is not None:
+                lag.add_metric([tp.topic, str(tp.partition)], max(0, highwater - (read + 1 if read is not None else 0)))
+        return lag
 
 
 class Metrics:
-    def __init__(self, table: VectorTable, outcomes: Outcomes) -> None:
-        self.registry = CollectorRegistry()
-        self.registry.register(_StateCollector(table, outcomes))
-        self._query_seconds = Histogram("streamvec_query_seconds", "Search latency at the coordinating worker",
-                                        registry=self.registry)
+    """The worker's metrics; one instance per worker."""
 
-    def observe_query(self, seconds: float) -> None:
-        self._query_seconds.observe(seconds)
+    def __init__(self, table: VectorTable, outcomes: Outcomes, app: faust.App) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_StateCollector(table, outcomes, app))
+        self._query_seconds = Histogram("streamvec_query_seconds", "Search latency at the coordinating worker",
+                                        ["endpoint"], buckets=_QUERY_BUCKETS, registry=self.registry)
+        self._stage_seconds = Histogram("streamvec_query_stage_seconds", "Search latency by stage",
+                                        ["stage"], buckets=_QUERY_BUCKETS, registry=self.registry)
+        self._searchable = Histogram(
+            "streamvec_searchable_latency_seconds",
+            "Event → searchable: from the event's Kafka timestamp to its write being in the index",
+            ["kind"], buckets=_FRESHNESS_BUCKETS, registry=self.registry)
+        for stage in STAGES:
+            self._stage_seconds.labels(stage)
+        for kind in ("text", "vector"):
+            self._searchable.labels(kind)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._stage_seconds.labels(name).observe(time.perf_counter() - started)
+
+    def observe_query(self, endpoint: str, seconds: float) -> None:
+        self._query_seconds.labels(endpoint).observe(seconds)
+
+    def observe_searchable(self, kind: str, latencies: Sequence[float]) -> None:
+        histogram = self._searchable.labels(kind)
+        for seconds in latencies:
+            histogram.observe(max(0.0, seconds))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,73 +1,104 @@
-"""The OpenAPI description of the public HTTP API, served at ``/openapi.json``."""
+"""``/openapi.json``, generated from the same pydantic models that validate requests.
+
+Only the vector length is filled in at run time: it is the loaded model's dimension.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.requests import MAX_EF, MAX_K
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
-_ERROR = {"description": "The request is wrong; `error` says how",
-          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_COVERAGE = {
-    "partial": {"type": "boolean", "description": "true when some partitions did not answer"},
-    "partitions": {"type": "object", "properties": {
-        "answered": {"type": "array", "items": {"type": "integer"}},
-        "missing": {"type": "array", "items": {"type": "integer"}}}},
-}
-_SEARCH_RESPONSE = {"200": {"description": "Top-k documents, best first", "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/SearchResponse"}}}}, "400": _ERROR, "404": _ERROR, "503": _ERROR}
+from app import models
+from app.auth import API_KEY_HEADER
+
+_REF = "#/components/schemas/{model}"
+_MODELS: tuple[type[BaseModel], ...] = (
+    models.SearchBody, models.BatchSearchBody, models.SearchResponse, models.BatchSearchResponse,
+    models.Document, models.Error, models.Health, models.Readiness, models.Stats)
 
 
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": "OK", "content": {"application/json": {"schema": schema}}}
-
-
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.0.3",
-    "info": {"title": "streamvec", "version": "0.1.0",
-             "description": "Real-time vector search over a Kafka topic. Every worker answers for the whole group."},
-    "paths": {
-        "/search": {
-            "post": {"summary": "Similarity search by text, vector or document id",
-                     "requestBody": {"required": True, "content": {"application/json": {
-                         "schema": {"$ref": "#/components/schemas/SearchRequest"}}}},
-                     "responses": _SEARCH_RESPONSE},
-            "get": {"summary": "Similarity search by text",
-                    "parameters": [
-                        {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
-                        {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_K}},
-                        {"name": "ef", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_EF}}],
-                    "responses": _SEARCH_RESPONSE},
+def build_openapi(dim: int, protected: bool) -> dict[str, Any]:
+    """The API description for a model of ``dim`` dimensions; ``protected``: an API key is set."""
+    _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template=_REF)
+    schemas = {name: _tidy(schema) for name, schema in defs["$defs"].items()}
+    schemas["SearchBody"]["properties"]["vector"].update(minItems=dim, maxItems=dim)
+    error = _response("What is wrong and how to fix it", "Error")
+    auth = {"401": _response("API key missing or wrong", "Error")} if protected else {}
+    search_answers = {"400": error, "404": _response("The `id` asked for is not stored", "Error"),
+                      "413": _response("The body is larger than the server accepts", "Error"),
+                      "503": _response("The `id` asked for was not found and some partitions did not answer", "Error"),
+                      **auth}
+    number = {"type": "integer", "minimum": 1}
+    spec: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "streamvec", "version": "0.1.0",
+                 "description": "Real-time vector search over a Kafka topic. Every worker answers for the whole group."},
+        "paths": {
+            "/search": {
+                "post": _operation("Similarity search by text, vector or document id", auth,
+                                   body="SearchBody", answers={"200": _response("Top-k documents, best first", "SearchResponse"),
+                                                               **search_answers}),
+                "get": _operation("Similarity search by text", auth, parameters=[
+                    _query("q", {"type": "string", "minLength": 1, "maxLength": models.MAX_QUERY_PARAM}, required=True),
+                    _query("k", {**number, "maximum": models.MAX_K}),
+                    _query("ef", {**number, "maximum": models.MAX_EF})],
+                    answers={"200": _response("Top-k documents, best first", "SearchResponse"), **search_answers}),
+            },
+            "/search/batch": {"post": _operation(
+                "Several searches answered with one fan-out", auth, body="BatchSearchBody",
+                answers={"200": _response("One result list per query", "BatchSearchResponse"), **search_answers})},
+            "/documents/{id}": {"get": _operation(
+                "One document's metadata, version and timestamp", auth,
+                parameters=[{"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}],
+                answers={"200": _response("The document", "Document"), "404": _response("Not stored", "Error"),
+                         "503": _response("Not found, and some partitions did not answer", "Error"), **auth})},
+            "/health": {"get": _operation("The process is alive (never needs the API key)", {},
+                                          answers={"200": _response("Alive", "Health")})},
+            "/ready": {"get": _operation("Recovered and serving; 503 while recovering or rebalancing", auth, answers={
+                "200": _response("Ready", "Readiness"), "503": _response("Not ready yet", "Readiness"), **auth})},
+            "/stats": {"get": _operation("Documents and event outcomes per partition, for the whole group", auth,
+                                         answers={"200": _response("Counts", "Stats"), **auth})},
+            "/metrics": {"get": _operation("Prometheus metrics of this worker", auth, answers={
+                "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                **auth})},
+            "/openapi.json": {"get": _operation("This description", auth, answers={
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}},
+                **auth})},
         },
-        "/documents/{id}": {"get": {
-            "summary": "One document's metadata, version and timestamp",
-            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": _json({"type": "object"}), "404": _ERROR, "503": _ERROR}}},
-        "/health": {"get": {"summary": "The process is alive", "responses": {"200": _json({"type": "object"})}}},
-        "/ready": {"get": {"summary": "Recovered and serving; 503 while recovering or rebalancing",
-                           "responses": {"200": _json({"type": "object"}), "503": _json({"type": "object"})}}},
-        "/stats": {"get": {"summary": "Documents per partition and event outcomes, for the whole group",
-                           "responses": {"200": _json({"type": "object"})}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics of this worker",
-                             "responses": {"200": {"description": "Prometheus text format"}}}},
-    },
-    "components": {"schemas": {
-        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-        "SearchRequest": {
-            "type": "object", "additionalProperties": False,
-            "description": "Exactly one of text, vector and id.",
-            "properties": {
-                "text": {"type": "string"},
-                "vector": {"type": "array", "items": {"type": "number"}},
-                "id": {"type": "string", "description": "Find documents similar to this one (it is left out)"},
-                "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10},
-                "ef": {"type": "integer", "minimum": 1, "maximum": MAX_EF},
-                "filter": {"type": "object", "description": 'Metadata filter, e.g. {"lang": "en", "year": {"$gte": 2020}}'},
-            }},
-        "SearchResponse": {"type": "object", "properties": {
-            "results": {"type": "array", "items": {"type": "object", "properties": {
-                "id": {"type": "string"}, "score": {"type": "number"}, "metadata": {"type": "object"}}}},
-            **_COVERAGE,
-            "took_ms": {"type": "number"}}},
-    }},
-}
+        "components": {"schemas": schemas},
+    }
+    if protected:
+        spec["components"]["securitySchemes"] = {"apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}}
+    return spec
+
+
+def _operation(summary: str, auth: dict[str, Any], *, answers: dict[str, Any], body: str | None = None,
+               parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": summary, "responses": answers}
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": _REF.format(model=body)}}}}
+    if parameters:
+        operation["parameters"] = parameters
+    if auth:
+        operation["security"] = [{"apiKey": []}]
+    return operation
+
+
+def _response(description: str, model: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": _REF.format(model=model)}}}}
+
+
+def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+def _tidy(schema: Any) -> Any:
+    """Drop ``"default": null`` and titles: optional request fields are omitted, never null."""
+    if isinstance(schema, dict):
+        return {key: _tidy(value) for key, value in schema.items()
+                if key != "title" and not (key == "default" and value is None)}
+    if isinstance(schema, list):
+        return [_tidy(item) for item in schema]
+    return schema

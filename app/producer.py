@@ -58,14 +58,16 @@ def bootstrap(broker: str) -> str:
     return broker.split("://", 1)[-1].replace(";", ",")
 
 
-async def ensure_topic(broker: str, topic: str, partitions: int) -> None:
-    """Create the events topic with the app's partition count: auto-creation would give it one."""
+async def ensure_topic(broker: str, topic: str, partitions: int, configs: dict[str, str] | None = None) -> None:
+    """Create a topic with the app's partition count (auto-creation would give it one); a
+    topic someone else created meanwhile is fine (the broker answers "exists", no exception)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker))
     await admin.start()
     try:
         existing = await admin.list_topics()
         if topic not in existing:
-            await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+            await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
+                                                topic_configs=configs or {})])
     finally:
         await admin.close()
 

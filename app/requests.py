@@ -1,4 +1,9 @@
-"""Validation of HTTP search requests: bad input becomes a 400 that says what is wrong."""
+"""Validation of HTTP requests: bad input becomes a 4xx whose message says what is wrong.
+
+The shapes come from :mod:`app.models`; this module adds what a schema cannot say (the
+vector dimension of the loaded model, the filter language) and turns pydantic's errors
+into one readable sentence.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
+from app.models import MAX_QUERY_PARAM, BatchSearchBody, SearchBody
 from index.exceptions import StreamvecError, VectorError
 from index.filters import FilterError, Predicate, compile_filter
 from index.vectors import unit_vector
-
-MAX_K = 1000
-MAX_EF = 10_000
-_SEARCH_FIELDS = frozenset({"text", "vector", "id", "k", "filter", "ef"})
 
 
 class RequestError(StreamvecError, ValueError):
@@ -27,7 +30,7 @@ class RequestError(StreamvecError, ValueError):
 
 @dataclass(frozen=True)
 class SearchRequest:
-    """One similarity query; exactly one of ``text``, ``vector`` and ``id`` is set."""
+    """One validated query; exactly one of ``text``, ``vector`` and ``id`` is set."""
 
     k: int
     text: str | None = None
@@ -38,36 +41,34 @@ class SearchRequest:
     predicate: Predicate | None = None
 
 
-def parse_search(body: Any, dim: int) -> SearchRequest:
-    """Validate a ``POST /search`` body (also used for ``GET /search`` parameters)."""
-    if not isinstance(body, dict):
-        raise RequestError("the request body must be a JSON object")
-    unknown = set(body) - _SEARCH_FIELDS
-    if unknown:
-        raise RequestError(f"unknown field(s) {sorted(unknown)}; allowed: {sorted(_SEARCH_FIELDS)}")
-    given = [name for name in ("text", "vector", "id") if body.get(name) is not None]
-    if len(given) != 1:
-        raise RequestError('give exactly one of "text", "vector" or "id"')
-    k = _int_in(body, "k", 10, 1, MAX_K)
-    ef = _int_in(body, "ef", None, 1, MAX_EF)
-    spec = body.get("filter")
-    try:
-        predicate = None if spec is None else compile_filter(spec)
-    except FilterError as exc:
-        raise RequestError(str(exc)) from None
-    text, doc_id = body.get("text"), body.get("id")
-    if text is not None and not isinstance(text, str):
-        raise RequestError('"text" must be a string')
-    if doc_id is not None and (not isinstance(doc_id, str) or not doc_id):
-        raise RequestError('"id" must be a non-empty string')
-    vector = None if body.get("vector") is None else parse_vector(body["vector"], dim)
-    return SearchRequest(k=k, text=text, vector=vector, id=doc_id, ef=ef, filter=spec, predicate=predicate)
+def parse_search(body: bytes | Mapping[str, Any], dim: int) -> SearchRequest:
+    """A ``POST /search`` body (raw JSON) or ``GET /search`` parameters, validated."""
+    return _checked(_validated(SearchBody, body), dim)
+
+
+def parse_batch(body: bytes, dim: int) -> list[SearchRequest]:
+    """A ``POST /search/batch`` body; the first bad query names its position."""
+    batch = _validated(BatchSearchBody, body)
+    requests = []
+    for position, query in enumerate(batch.queries):
+        try:
+            requests.append(_checked(query, dim))
+        except RequestError as exc:
+            raise RequestError(f"queries[{position}]: {exc}") from None
+    return requests
 
 
 def parse_vector(raw: Any, dim: int) -> np.ndarray:
     try:
         return unit_vector(raw, dim)
     except VectorError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def parse_filter(spec: Mapping[str, Any] | None) -> Predicate | None:
+    try:
+        return None if spec is None else compile_filter(spec)
+    except FilterError as exc:
         raise RequestError(str(exc)) from None
 
 
@@ -78,6 +79,8 @@ def query_params(query: Mapping[str, str]) -> dict[str, Any]:
         raise RequestError(f"unknown parameter(s) {sorted(unknown)}; allowed: q, k, ef")
     if "q" not in query:
         raise RequestError('parameter "q" (the query text) is required')
+    if len(query["q"]) > MAX_QUERY_PARAM:
+        raise RequestError(f'parameter "q" is longer than {MAX_QUERY_PARAM} characters; send long queries with POST /search')
     body: dict[str, Any] = {"text": query["q"]}
     for name in ("k", "ef"):
         if name in query:
@@ -88,10 +91,33 @@ def query_params(query: Mapping[str, str]) -> dict[str, Any]:
     return body
 
 
-def _int_in(body: Mapping[str, Any], name: str, default: int | None, low: int, high: int) -> Any:
-    value = body.get(name, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise RequestError(f'"{name}" must be an integer from {low} to {high}, got {value!r}')
-    return value
+def _validated(model: type[BaseModel], body: bytes | Mapping[str, Any]) -> Any:
+    try:
+        if isinstance(body, bytes):
+            return model.model_validate_json(body or b"null")
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise RequestError(_describe(exc)) from None
+
+
+def _checked(query: SearchBody, dim: int) -> SearchRequest:
+    vector = None if query.vector is None else parse_vector(query.vector, dim)
+    return SearchRequest(k=query.k, text=query.text, vector=vector, id=query.id, ef=query.ef,
+                         filter=query.filter, predicate=parse_filter(query.filter))
+
+
+def _describe(exc: ValidationError) -> str:
+    """pydantic's errors as one line: ``"k": Input should be …; "extra": …``."""
+    parts = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif error["type"] == "json_invalid":
+            message = "the request body is not valid JSON"
+        elif error["type"] == "model_type" and not where:
+            message = "the request body must be a JSON object"
+        parts.append(f'"{where}": {message}' if where else message)
+    more = exc.error_count() - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from index.debezium import CdcMapping
+from index.events import Limits
+
 ENV_PREFIX = "STREAMVEC_"
 
 
@@ -41,6 +44,15 @@ class Settings:
     query_cache_size: int = field(default=1024, metadata={"doc": "Query texts whose vectors are kept (LRU) for repeated searches; 0 turns the cache off."})
     ingest_batch_size: int = field(default=512, metadata={"doc": "Events the ingest agent takes at most per batch (one model call per batch)."})
     ingest_batch_wait: float = field(default=0.05, metadata={"doc": "Seconds the agent waits to fill a batch."})
+    max_key_bytes: int = field(default=512, metadata={"doc": "Longest document id (the event key), in UTF-8 bytes; a longer one is dead-lettered (`key_too_long`)."})
+    max_metadata_bytes: int = field(default=16384, metadata={"doc": "Largest `metadata` of an event, in bytes of its JSON; a larger one is dead-lettered (`metadata_too_large`)."})
+    max_metadata_depth: int = field(default=32, metadata={"doc": "Deepest nesting of `metadata` (the object itself is level 1); a deeper one is dead-lettered (`metadata_too_deep`)."})
+    max_text_chars: int = field(default=100000, metadata={"doc": "Characters of an event's `text` kept for the model; the rest is cut off (not refused) before tokenizing."})
+    cdc_topic: str = field(default="", metadata={"doc": "A Debezium topic to index as well (JSON converter, with or without schemas); empty = off. Needs `STREAMVEC_PARTITIONS` partitions."})
+    cdc_id_columns: str = field(default="", metadata={"doc": "Comma-separated columns whose values, joined by `:`, are the document id (default: the key's columns)."})
+    cdc_text_columns: str = field(default="", metadata={"doc": "Comma-separated columns embedded as the text, joined by newlines; null or blank ones are skipped."})
+    cdc_metadata_columns: str = field(default="", metadata={"doc": "Comma-separated columns kept as the document's metadata (empty = none)."})
+    cdc_vector_column: str = field(default="", metadata={"doc": "A column holding a ready vector (JSON array or pgvector text `[1,2,3]`); rows with it skip the model."})
     hnsw_m: int = field(default=16, metadata={"doc": "HNSW graph degree M."})
     hnsw_ef_construction: int = field(default=200, metadata={"doc": "HNSW ef at build time."})
     hnsw_ef_search: int = field(default=64, metadata={"doc": "Default HNSW ef at query time (a query may pass `ef`)."})
@@ -53,6 +65,8 @@ class Settings:
     heartbeat_interval: float = field(default=1.0, metadata={"doc": "Kafka consumer heartbeat interval."})
     rebalance_timeout: float = field(default=20.0, metadata={"doc": "Kafka consumer rebalance timeout."})
     metadata_max_age: float = field(default=5.0, metadata={"doc": "Seconds between consumer metadata refreshes: how soon a topic that appeared after a worker started is consumed."})
+    api_key: str = field(default="", repr=False, metadata={"doc": "When set, every endpoint but `/health` needs it (`X-API-Key: <key>` or `Authorization: Bearer <key>`)."})
+    cluster_secret: str = field(default="", repr=False, metadata={"doc": "Shared by all workers for the worker-to-worker endpoints; when empty the group draws one and keeps it in the topic `<id>-cluster-secret`."})
     log_level: str = field(default="info", metadata={"doc": "Worker log level."})
 
     @classmethod
@@ -90,6 +104,34 @@ class Settings:
         return f"{self.app_id}-events"
 
     @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.app_id}-dead-letters"
+
+    @property
+    def event_limits(self) -> Limits:
+        return Limits(max_key_bytes=self.max_key_bytes, max_metadata_bytes=self.max_metadata_bytes,
+                      max_metadata_depth=self.max_metadata_depth, max_text_chars=self.max_text_chars)
+
+    @property
+    def cluster_secret_topic(self) -> str:
+        return f"{self.app_id}-cluster-secret"
+
+    @property
+    def cdc_mapping(self) -> CdcMapping:
+        """How rows of the CDC topic become events (the ``STREAMVEC_CDC_*_COLUMNS`` settings)."""
+        return CdcMapping(text_columns=self._columns("cdc_text_columns"), id_columns=self._columns("cdc_id_columns"),
+                          metadata_columns=self._columns("cdc_metadata_columns"),
+                          vector_column=self.cdc_vector_column.strip() or None)
+
+    def _columns(self, name: str) -> tuple[str, ...]:
+        text = getattr(self, name).strip()
+        columns = tuple(column.strip() for column in text.split(",")) if text else ()
+        if "" in columns:
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()}={text!r} has an empty column name; "
+                                "list columns separated by single commas")
+        return columns
+
+    @property
     def model_cache_dir(self) -> Path:
         return self.model_cache if self.model_cache is not None else self.datadir / "models"
 
@@ -99,7 +141,8 @@ class Settings:
         return self.broker if "://" in self.broker else f"kafka://{self.broker}"
 
     def _validate(self) -> None:
-        positive = ("partitions", "embed_batch_size", "ingest_batch_size", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search")
+        positive = ("partitions", "embed_batch_size", "ingest_batch_size", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search",
+                    "max_key_bytes", "max_metadata_bytes", "max_metadata_depth", "max_text_chars")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
@@ -115,10 +158,25 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}EMBED_THREADS and {ENV_PREFIX}QUERY_CACHE_SIZE cannot be negative")
         if not (0 <= self.int8_min_cosine <= 1 and 0 <= self.int8_min_recall <= 1):
             raise SettingsError(f"{ENV_PREFIX}INT8_MIN_COSINE and {ENV_PREFIX}INT8_MIN_RECALL are between 0 and 1")
+        self._validate_cdc()
+
+    def _validate_cdc(self) -> None:
+        mapping = self.cdc_mapping
+        if not self.cdc_topic:
+            if mapping.text_columns or mapping.id_columns or mapping.metadata_columns or mapping.vector_column:
+                raise SettingsError(f"{ENV_PREFIX}CDC_* columns are set but {ENV_PREFIX}CDC_TOPIC is empty; "
+                                    "set it to the Debezium topic to index")
+            return
+        if self.cdc_topic in (self.events_topic, self.dead_letter_topic):
+            raise SettingsError(f"{ENV_PREFIX}CDC_TOPIC must be the Debezium topic, not streamvec's own "
+                                f"{self.cdc_topic!r}")
+        if not mapping.text_columns and mapping.vector_column is None:
+            raise SettingsError(f"{ENV_PREFIX}CDC_TOPIC needs {ENV_PREFIX}CDC_TEXT_COLUMNS (columns to embed), "
+                                f"{ENV_PREFIX}CDC_VECTOR_COLUMN (a column with ready vectors), or both")
 
 
 # Variables with our prefix that configure tools, not the worker.
-_NOT_SETTINGS = frozenset({"test_broker", "api_key"})
+_NOT_SETTINGS = frozenset({"test_broker"})
 
 
 def _convert(name: str, type_name: Any, value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 Public endpoints answer for the whole group: they fan out to every member's
 ``/internal/*`` endpoint (or call this worker's own handler directly) and merge.
+Search traffic between workers uses the binary frames of :mod:`app.wire`.
 """
 
 from __future__ import annotations
@@ -11,35 +12,42 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiohttp import web
 
+from app import wire
+from app.auth import ClusterSecret, auth_middleware
 from app.fanout import Answer, FanOut
-from app.metrics import Metrics
-from app.openapi import OPENAPI
-from app.requests import RequestError, SearchRequest, parse_search, parse_vector, query_params
-from index.filters import FilterError, compile_filter
+from app.openapi import build_openapi
+from app.requests import RequestError, SearchRequest, parse_batch, parse_filter, parse_search, query_params
 from index.partition import Hit
-from tables.vectors import merge_hits
+from tables.vectors import LocalResult, merge_hits
 
 if TYPE_CHECKING:
     from app.factory import Streamvec
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_STARTED = time.time()
 
 
 def register_views(parts: Streamvec) -> None:
-    api = Api(parts)
+    settings = parts.settings
+    secret = ClusterSecret(settings.cluster_secret, settings.broker_url, settings.cluster_secret_topic)
+    api = Api(parts, secret)
+    # Fetched at start, not on the first query: the first fan-out should not wait for Kafka.
+    parts.app.task(secret.get)
     web_app = parts.app.web.web_app
-    web_app.middlewares.append(json_errors)
+    web_app.middlewares.extend([json_errors, auth_middleware(settings.api_key, secret)])
     routes = web_app.router
     routes.add_post("/search", api.search_post)
     routes.add_get("/search", api.search_get)
+    routes.add_post("/search/batch", api.search_batch)
     routes.add_get("/documents/{id}", api.document)
     routes.add_get("/health", api.health)
     routes.add_get("/ready", api.ready)
@@ -59,10 +67,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except RequestError as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
+    except wire.FrameError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return web.json_response({"error": exc.reason}, status=exc.status)
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=_allow(exc))
     except Exception:
         logger.exception("%s %s failed", request.method, request.path)
         return web.json_response({"error": "internal error; the worker log has the details"}, status=500)
@@ -71,11 +81,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 class Api:
     """The views; each public one merges the members' answers."""
 
-    def __init__(self, parts: Streamvec) -> None:
+    def __init__(self, parts: Streamvec, secret: ClusterSecret) -> None:
         self.parts = parts
-        self.fanout = FanOut(parts.app, parts.settings.fanout_timeout)
-        self.metrics = Metrics(parts.table, parts.outcomes)
+        self.fanout = FanOut(parts.app, parts.settings.fanout_timeout, secret)
+        self.metrics = parts.metrics
         self._search_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="search")
+        self._openapi = build_openapi(parts.embedding.dim, protected=bool(parts.settings.api_key))
 
     async def on_cleanup(self, web_app: web.Application) -> None:
         await self.fanout.close()
@@ -84,27 +95,16 @@ class Api:
     # ---- public ---------------------------------------------------------------------
 
     async def search_post(self, request: web.Request) -> web.Response:
-        return web.json_response(await self.search(await _json_body(request)))
+        query = parse_search(await request.read(), self.parts.embedding.dim)
+        return web.json_response(await self._answer("search", [query], single=True))
 
     async def search_get(self, request: web.Request) -> web.Response:
-        return web.json_response(await self.search(query_params(request.query)))
+        query = parse_search(query_params(request.query), self.parts.embedding.dim)
+        return web.json_response(await self._answer("search", [query], single=True))
 
-    async def search(self, body: Any) -> dict[str, Any]:
-        started = time.perf_counter()
-        query = parse_search(body, self.parts.embedding.dim)
-        vector = await self._query_vector(query)
-        k = query.k + (1 if query.id is not None else 0)  # the document itself is not its own neighbour
-        payload = {"vector": vector.tolist(), "k": k, "ef": query.ef, "filter": query.filter}
-        answers = await self.fanout.ask("/internal/search", payload,
-                                        lambda: self._local_search(vector, k, query.ef, query.predicate))
-        hits = merge_hits([[Hit(**hit) for hit in a.body["hits"]] for a in answers if a.body], k)
-        hits = [hit for hit in hits if hit.id != query.id][:query.k]
-        self.metrics.observe_query(time.perf_counter() - started)
-        return {
-            "results": [{"id": h.id, "score": h.score, "metadata": h.metadata} for h in hits],
-            **self._coverage(answers),
-            "took_ms": round((time.perf_counter() - started) * 1000, 3),
-        }
+    async def search_batch(self, request: web.Request) -> web.Response:
+        queries = parse_batch(await request.read(), self.parts.embedding.dim)
+        return web.json_response(await self._answer("batch", queries, single=False))
 
     async def document(self, request: web.Request) -> web.Response:
         doc_id = request.match_info["id"]
@@ -122,51 +122,89 @@ class Api:
         return web.json_response(state, status=200 if state["ready"] else 503)
 
     async def stats(self, request: web.Request) -> web.Response:
-        answers = await self.fanout.ask("/internal/stats", {}, self._local_stats)
-        partitions: dict[str, int] = {}
-        outcomes: dict[str, int] = {}
-        for answer in answers:
-            if answer.body:
-                partitions.update(answer.body["documents"])
-                for name, count in answer.body["outcomes"]["total"].items():
-                    outcomes[name] = outcomes.get(name, 0) + count
-        return web.json_response({
-            "documents": sum(partitions.values()),
-            "partitions": dict(sorted(partitions.items(), key=lambda item: int(item[0]))),
-            "outcomes": outcomes,
-            **self._coverage(answers),
-            "workers": {a.url: a.body if a.body else {"error": a.error} for a in answers},
-        })
+        answers = await self.fanout.ask("/internal/stats", b"{}", "application/json", self._local_stats, json.loads)
+        return web.json_response(self._merge_stats(answers))
 
     async def metrics_view(self, request: web.Request) -> web.Response:
         body, content_type = self.metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(OPENAPI)
+        return web.json_response(self._openapi)
 
     # ---- internal: what one worker answers for its own partitions ---------------------
 
     async def internal_search(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
-        try:
-            vector = parse_vector(body.get("vector"), self.parts.embedding.dim)
-            predicate = None if body.get("filter") is None else compile_filter(body["filter"])
-        except FilterError as exc:
-            raise RequestError(str(exc)) from None
-        return web.json_response(await self._local_search(vector, int(body["k"]), body.get("ef"), predicate))
+        header, vectors = wire.unpack(await request.read())
+        result = await self._local_search(vectors, header["rows"])
+        return web.Response(body=_encode_local(result), content_type=wire.CONTENT_TYPE)
 
     async def internal_document(self, request: web.Request) -> web.Response:
-        return web.json_response(self._local_document(str((await _json_body(request))["id"])))
+        return web.json_response(self._local_document(str((await request.json())["id"])))
 
     async def internal_stats(self, request: web.Request) -> web.Response:
         return web.json_response(await self._local_stats())
 
-    async def _local_search(self, vector: np.ndarray, k: int, ef: int | None, predicate: Any) -> dict[str, Any]:
-        result = await asyncio.get_running_loop().run_in_executor(
-            self._search_pool, self.parts.table.search_local, vector, k, ef, predicate)
-        return {"hits": [{"id": h.id, "score": h.score, "metadata": dict(h.metadata)} for h in result.hits],
-                "partitions": result.partitions}
+    # ---- search ---------------------------------------------------------------------
+
+    async def _answer(self, endpoint: str, queries: list[SearchRequest], single: bool) -> dict[str, Any]:
+        started = time.perf_counter()
+        with self.metrics.stage("embed"):
+            vectors = np.stack(await asyncio.gather(*(self._query_vector(q) for q in queries)))
+        # An `id` query asks for one more: the document itself is dropped from its own results.
+        rows = [{"k": q.k + (q.id is not None), "ef": q.ef, "filter": q.filter} for q in queries]
+        with self.metrics.stage("fanout"):
+            answers = await self.fanout.ask("/internal/search", wire.pack({"rows": rows}, vectors), wire.CONTENT_TYPE,
+                                            lambda: self._local_search(vectors, rows), _decode_local)
+        with self.metrics.stage("merge"):
+            results = []
+            for position, query in enumerate(queries):
+                hits = merge_hits([a.body.hits[position] for a in answers if a.body], rows[position]["k"])
+                results.append([_hit_json(h) for h in hits if h.id != query.id][:query.k])
+        took = time.perf_counter() - started
+        self.metrics.observe_query(endpoint, took)
+        return {"results": results[0] if single else results, **self._coverage(answers),
+                "took_ms": round(took * 1000, 3)}
+
+    async def _local_search(self, vectors: np.ndarray, rows: list[dict[str, Any]]) -> LocalResult:
+        """Search this worker's partitions; rows with the same k, ef and filter share one call."""
+        with self.metrics.stage("local_search"):
+            groups: dict[str, list[int]] = defaultdict(list)
+            for position, row in enumerate(rows):
+                groups[json.dumps(row, sort_keys=True)].append(position)
+            table = self.parts.table
+            results = await asyncio.gather(*(
+                table.search_local(vectors[positions], rows[positions[0]]["k"], rows[positions[0]]["ef"],
+                                   parse_filter(rows[positions[0]]["filter"]), self._search_pool)
+                for positions in groups.values()))
+            hits: list[list[Hit]] = [[] for _ in rows]
+            for positions, result in zip(groups.values(), results, strict=True):
+                for position, found in zip(positions, result.hits, strict=True):
+                    hits[position] = found
+            # Partitions searched by every group: a partition that moved mid-request is not claimed.
+            searched = set.intersection(*(set(r.partitions) for r in results)) if results else set()
+            return LocalResult(hits=hits, partitions=sorted(searched))
+
+    async def _query_vector(self, query: SearchRequest) -> np.ndarray:
+        if query.vector is not None:
+            return query.vector
+        if query.text is not None:
+            return await self.parts.embedding.embed_query(query.text)
+        assert query.id is not None
+        document, coverage = await self._find_document(query.id)
+        if document is None:
+            raise RequestError(_not_found_message(query.id, coverage), status=503 if coverage["partial"] else 404)
+        return np.asarray(document["vector"], dtype=np.float32)
+
+    # ---- documents and stats --------------------------------------------------------
+
+    async def _find_document(self, doc_id: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        async def local() -> dict[str, Any]:
+            return self._local_document(doc_id)
+        answers = await self.fanout.ask("/internal/document", json.dumps({"id": doc_id}).encode(),
+                                        "application/json", local, json.loads)
+        found = next((a.body["document"] for a in answers if a.body and a.body["document"]), None)
+        return found, self._coverage(answers)
 
     def _local_document(self, doc_id: str) -> dict[str, Any]:
         record = self.parts.table.record(doc_id)
@@ -180,30 +218,35 @@ class Api:
         counts = self.parts.table.counts()
         return {"partitions": sorted(counts), "documents": {str(p): n for p, n in counts.items()},
                 "outcomes": self.parts.outcomes.snapshot(), "query_cache": self.parts.embedding.cache_stats(),
-                **self._readiness()}
+                "pid": os.getpid(), "started": _STARTED, **self._readiness()}
 
-    # ---- helpers ----------------------------------------------------------------------
+    def _merge_stats(self, answers: list[Answer[dict[str, Any]]]) -> dict[str, Any]:
+        """Sum the workers' reports; a partition's outcomes may come from several workers
+        (it moved), its document count from the one serving it now."""
+        per_partition: dict[str, dict[str, Any]] = defaultdict(dict)
+        totals: dict[str, Any] = {}
+        reasons: dict[str, Any] = {}
+        for answer in answers:
+            if not answer.body:
+                continue
+            outcomes = answer.body["outcomes"]
+            _add_counts(totals, outcomes["total"])
+            _add_counts(reasons, outcomes.get("dead_letter_reasons", {}))
+            for partition, counts in outcomes["partitions"].items():
+                _add_counts(per_partition[partition], counts)
+            for partition, documents in answer.body["documents"].items():
+                per_partition[partition]["documents"] = documents
+        return {
+            "documents": sum(p.get("documents", 0) for p in per_partition.values()),
+            "outcomes": totals, "dead_letter_reasons": reasons,
+            "per_partition": dict(sorted(per_partition.items(), key=lambda item: int(item[0]))),
+            **self._coverage(answers),
+            "workers": {a.url: a.body if a.body else {"error": a.error} for a in answers},
+        }
 
-    async def _query_vector(self, query: SearchRequest) -> np.ndarray:
-        if query.vector is not None:
-            return query.vector
-        if query.text is not None:
-            return await self.parts.embedding.embed_query(query.text)
-        assert query.id is not None
-        document, coverage = await self._find_document(query.id)
-        if document is None:
-            raise RequestError(_not_found_message(query.id, coverage), status=404 if not coverage["partial"] else 503)
-        return np.asarray(document["vector"], dtype=np.float32)
-
-    async def _find_document(self, doc_id: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        answers = await self.fanout.ask("/internal/document", {"id": doc_id},
-                                        lambda: _as_awaitable(self._local_document(doc_id)))
-        found = next((a.body["document"] for a in answers if a.body and a.body["document"]), None)
-        return found, self._coverage(answers)
-
-    def _coverage(self, answers: list[Answer]) -> dict[str, Any]:
+    def _coverage(self, answers: list[Answer[Any]]) -> dict[str, Any]:
         """Which partitions answered; any missing one makes the answer partial."""
-        answered = sorted({p for a in answers if a.body for p in a.body["partitions"]})
+        answered = sorted({p for a in answers if a.body for p in _partitions(a.body)})
         missing = sorted(set(range(self.parts.settings.partitions)) - set(answered))
         return {"partial": bool(missing), "partitions": {"answered": answered, "missing": missing}}
 
@@ -215,15 +258,39 @@ class Api:
                 "recovered": recovered, "indexes_built": indexes_built, "rebalancing": app.rebalancing}
 
 
-async def _json_body(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RequestError("the request body is not valid JSON") from None
+def _partitions(body: LocalResult | Mapping[str, Any]) -> list[int]:
+    return body.partitions if isinstance(body, LocalResult) else body["partitions"]
 
 
-async def _as_awaitable(value: dict[str, Any]) -> dict[str, Any]:
-    return value
+def _add_counts(into: dict[str, Any], counts: Mapping[str, Any]) -> None:
+    """``into += counts`` for nested dicts of integers."""
+    for name, value in counts.items():
+        if isinstance(value, Mapping):
+            _add_counts(into.setdefault(name, {}), value)
+        elif isinstance(value, int):
+            into[name] = into.get(name, 0) + value
+
+
+def _hit_json(hit: Hit) -> dict[str, Any]:
+    return {"id": hit.id, "score": hit.score, "metadata": dict(hit.metadata)}
+
+
+def _encode_local(result: LocalResult) -> bytes:
+    hits = [[[h.id, dict(h.metadata)] for h in row] for row in result.hits]
+    scores = np.array([h.score for row in result.hits for h in row], dtype=np.float32)
+    return wire.pack({"partitions": result.partitions, "hits": hits}, scores)
+
+
+def _decode_local(frame: bytes) -> LocalResult:
+    header, scores = wire.unpack(frame)
+    flat = iter(scores.tolist())
+    return LocalResult(hits=[[Hit(doc_id, next(flat), metadata) for doc_id, metadata in row] for row in header["hits"]],
+                       partitions=header["partitions"])
+
+
+def _allow(exc: web.HTTPException) -> dict[str, str]:
+    """405 answers keep their ``Allow`` header: clients and schema checkers rely on it."""
+    return {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
 
 
 def _not_found_message(doc_id: str, coverage: dict[str, Any]) -> str:

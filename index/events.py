@@ -1,14 +1,19 @@
 """The event contract: what a producer may put on ``<app id>-events``.
 
 ``parse_event`` turns a Kafka key/value pair into an :class:`Event` or raises
-:class:`EventError` with a stable ``reason`` code, so the ingest agent can count and
-report bad input instead of crashing on it.
+:class:`EventError` with a stable ``reason`` code, so the ingest agent can dead-letter
+bad input instead of crashing on it or retrying it forever.
+
+Size limits are not part of parsing: :func:`apply_limits` applies them to the event of
+any parser (native events, Debezium records), so every input path has the same limits.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -47,6 +52,57 @@ class Event:
         return None if self.text is None else hashlib.blake2b(self.text.encode(), digest_size=16).hexdigest()
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How large an event may be: bounds on what one bad producer can cost every worker."""
+
+    max_key_bytes: int = 512
+    max_metadata_bytes: int = 16384
+    max_metadata_depth: int = 32
+    max_text_chars: int = 100_000
+
+
+def apply_limits(event: Event, limits: Limits) -> Event:
+    """Refuse an event that is too large to store, and cut a text too long to embed.
+
+    A long text is cut, not refused: the model reads only its first 256 tokens anyway,
+    and the cut keeps the tokenizer from spending time and memory on megabytes it drops.
+    """
+    if len(event.id.encode()) > limits.max_key_bytes:
+        raise EventError("key_too_long", f"the document id has {len(event.id.encode())} bytes (UTF-8), more than "
+                                         f"{limits.max_key_bytes}; use shorter ids or raise STREAMVEC_MAX_KEY_BYTES")
+    if event.op == "delete":
+        return event
+    _check_metadata(event.metadata, limits)
+    if event.text is not None and len(event.text) > limits.max_text_chars:
+        return dataclasses.replace(event, text=event.text[:limits.max_text_chars])
+    return event
+
+
+def _check_metadata(metadata: Mapping[str, Any], limits: Limits) -> None:
+    if _depth(metadata, limits.max_metadata_depth) > limits.max_metadata_depth:
+        raise EventError("metadata_too_deep", f'"metadata" is nested more than {limits.max_metadata_depth} levels '
+                                              "deep; flatten it or raise STREAMVEC_MAX_METADATA_DEPTH")
+    try:
+        size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise EventError("bad_metadata", f'"metadata" cannot be stored as JSON: {exc}') from None
+    if size > limits.max_metadata_bytes:
+        raise EventError("metadata_too_large", f'"metadata" takes {size} bytes as JSON, more than '
+                                               f"{limits.max_metadata_bytes}; keep large fields out of the index "
+                                               "or raise STREAMVEC_MAX_METADATA_BYTES")
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value (a scalar is 0), counted no further than ``limit + 1``."""
+    children = value.values() if isinstance(value, Mapping) else value if isinstance(value, list) else None
+    if children is None:
+        return 0
+    if limit < 0:
+        return 1
+    return 1 + max((_depth(child, limit - 1) for child in children), default=0)
+
+
 def parse_event(key: bytes | None, value: bytes | None, dim: int) -> Event:
     """Validate one Kafka record against the event contract (DESIGN.md, Contracts)."""
     key_id = _decode_key(key)
@@ -70,6 +126,9 @@ def parse_event(key: bytes | None, value: bytes | None, dim: int) -> Event:
     if not isinstance(metadata, dict):
         raise EventError("bad_metadata", f'"metadata" must be a JSON object, got {type(metadata).__name__}')
     text = _optional(body, "text", str, "a string")
+    if text is not None and not text.strip():
+        raise EventError("empty_text", '"text" is empty or blank: send words to embed, or leave "text" out '
+                                       'and send a "vector"')
     vector = _parse_vector(body.get("vector"), dim)
     if text is None and vector is None:
         raise EventError("no_content", 'an upsert needs "text", "vector", or both')
@@ -87,12 +146,26 @@ def _decode_key(key: bytes | None) -> str | None:
 
 def _decode_json(value: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(value)
+        body = json.loads(value, parse_constant=_not_a_number, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError) as exc:
         raise EventError("bad_json", f"the value is not UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise EventError("bad_json", "the value is nested too deeply to parse") from None
     if not isinstance(body, dict):
         raise EventError("bad_json", f"the value must be a JSON object, got {type(body).__name__}")
     return body
+
+
+def _not_a_number(name: str) -> float:
+    """NaN and Infinity are not JSON (RFC 8259); stored, they would break every reader of the record."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is too large for a 64-bit float")
+    return number
 
 
 def _check_id(doc_id: Any, key_id: str | None) -> str:

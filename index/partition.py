@@ -236,19 +236,26 @@ class PartitionIndex:
         Raises:
             VectorError: the query has the wrong dimension, a non-finite value or zero length.
         """
+        return self.search_many(np.reshape(query, (1, -1)), k, ef=ef, predicate=predicate)[0]
+
+    def search_many(
+        self, queries: np.ndarray, k: int, *, ef: int | None = None, predicate: Predicate | None = None
+    ) -> list[list[Hit]]:
+        """:meth:`search` for each row of ``queries``; unfiltered rows go to hnswlib in one call,
+        which saves its per-call overhead (the batch search endpoint relies on this)."""
         _require_positive("k", k)
         if ef is not None:
             _require_positive("ef", ef)
-        q = _as_matrix(query, self._dim, 1, what="query")[0]
-        q = q / np.linalg.norm(q)
+        q = _as_matrix(queries, self._dim, len(queries), what="query")
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
         with self._lock.read():
             if not self._labels:
-                return []
+                return [[] for _ in q]
             want = min(max(ef or self._ef_search, k), len(self._labels))
-            if predicate is None:
-                hits = self._knn(q, want, k, None)
-                return hits if hits is not None else self._exact(q, k, self._live_labels())
-            return self._search_filtered(q, want, k, predicate)
+            if predicate is not None:
+                return [self._search_filtered(row, want, k, predicate) for row in q]
+            hits = self._knn(q, want, k, None)
+            return hits if hits is not None else [self._knn_or_exact(row, want, k) for row in q]
 
     def _assign_labels(self, doc_ids: list[str]) -> np.ndarray:
         """Labels for a batch: a live id keeps its label, new ids reuse freed ones first."""
@@ -297,7 +304,11 @@ class PartitionIndex:
             return doc is not None and predicate(doc.metadata)
 
         hits = self._knn(q, want, k, allowed)
-        return hits if hits is not None else self._exact(q, k, self._matching_labels(predicate))
+        return hits[0] if hits is not None else self._exact(q, k, self._matching_labels(predicate))
+
+    def _knn_or_exact(self, q: np.ndarray, want: int, k: int) -> list[Hit]:
+        hits = self._knn(q, want, k, None)
+        return hits[0] if hits is not None else self._exact(q, k, self._live_labels())
 
     def _looks_selective(self, predicate: Predicate, want: int) -> bool:
         """Whether a random sample predicts at most ``_EXACT_FACTOR * want`` matching documents."""
@@ -313,16 +324,17 @@ class PartitionIndex:
 
     def _knn(
         self, q: np.ndarray, want: int, k: int, label_filter: Callable[[int], bool] | None
-    ) -> list[Hit] | None:
-        """Search hnswlib for ``want`` results and keep the best k; None if it found fewer."""
+    ) -> list[list[Hit]] | None:
+        """Search hnswlib for ``want`` results per query row and keep the best k; None if any
+        row found fewer."""
         try:
             labels, distances = self._index.knn_query(q, k=want, num_threads=1, filter=label_filter)
         except RuntimeError as exc:
             if _TOO_FEW_RESULTS not in str(exc):
                 raise
             return None
-        pairs = zip(labels[0, :k].tolist(), distances[0, :k].tolist(), strict=True)
-        return [self._hit(label, 1.0 - distance) for label, distance in pairs]
+        return [[self._hit(label, 1.0 - distance) for label, distance in zip(row_labels, row_distances, strict=True)]
+                for row_labels, row_distances in zip(labels[:, :k].tolist(), distances[:, :k].tolist(), strict=True)]
 
     def _exact(self, q: np.ndarray, k: int, labels: list[int]) -> list[Hit]:
         """Exact top-k among ``labels`` by brute force over the stored vectors."""

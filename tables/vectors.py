@@ -6,10 +6,13 @@ The table is a plain Faust table with raw bytes keys and values (records are enc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import heapq
 import weakref
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +41,10 @@ def raw_bytes() -> faust.Schema:
 
 @dataclass(frozen=True)
 class LocalResult:
-    """What this worker's indexes answered: hits best first, and which partitions were searched."""
+    """What this worker's indexes answered: per query, hits best first; and which partitions
+    were searched."""
 
-    hits: list[Hit]
+    hits: list[list[Hit]]
     partitions: list[int]
 
 
@@ -72,11 +76,17 @@ class VectorTable(faust.Table):
         record = None if data is None else codec.decode(data)
         return None if record is None or record.deleted else record
 
-    def search_local(self, query: np.ndarray, k: int, ef: int | None, predicate: Predicate | None) -> LocalResult:
-        """Search every owned, built partition and merge; runs in a worker thread."""
+    async def search_local(self, queries: np.ndarray, k: int, ef: int | None, predicate: Predicate | None,
+                           pool: Executor) -> LocalResult:
+        """Search every owned, built partition for each query row, one pool thread per
+        partition (hnswlib releases the GIL, so they run in parallel), and merge once."""
         serving = self.store.serving()
-        per_partition = [index.search(query, k, ef=ef, predicate=predicate) for index in serving.values()]
-        return LocalResult(hits=merge_hits(per_partition, k), partitions=sorted(serving))
+        loop = asyncio.get_running_loop()
+        per_partition = await asyncio.gather(*(
+            loop.run_in_executor(pool, functools.partial(index.search_many, queries, k, ef=ef, predicate=predicate))
+            for index in serving.values()))
+        hits = [merge_hits([answer[row] for answer in per_partition], k) for row in range(len(queries))]
+        return LocalResult(hits=hits, partitions=sorted(serving))
 
     def counts(self) -> dict[int, int]:
         """Live documents per owned partition index."""

@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
 
 from app.brokers.process import BrokerError, BrokerHandle
-from app.producer import Line, produce
+from app.producer import Line, bootstrap, produce
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,3 +61,51 @@ def sample_texts(count: int) -> list[dict[str, Any]]:
     """The first ``count`` events of the demo data set (real, distinct texts)."""
     with (REPO / "data" / "sample.jsonl").open() as handle:
         return [json.loads(line) for _, line in zip(range(count), handle)]
+
+
+RawRecord = tuple[bytes | None, bytes | None]
+
+
+def send_records(broker: str, topic: str, records: Sequence[RawRecord]) -> None:
+    """Produce raw (key, value) records in order and wait for every ack.
+
+    Unlike ``send_events`` nothing is encoded or checked, so tests can send what a broken
+    producer would: bytes that are not JSON, keys that are not UTF-8, no key at all (such a
+    record goes to a partition of the producer's choosing). One producer, in order: records
+    with the same key keep their order, as they would from a real producer.
+    """
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker), acks="all", linger_ms=5,
+                                    max_batch_size=1 << 20, enable_idempotence=False)
+        await producer.start()
+        try:
+            await asyncio.gather(*[await producer.send(topic, key=key, value=value) for key, value in records])
+        finally:
+            await producer.stop()
+    asyncio.run(run())
+
+
+def read_topic(broker: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` up to its current end, read without any streamvec code."""
+    async def run() -> list[ConsumerRecord[bytes, bytes]]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker))
+        await admin.start()
+        try:
+            (described,) = await admin.describe_topics([topic])
+        finally:
+            await admin.close()
+        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        assert partitions, f"{topic} does not exist"
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker), group_id=None, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            records: list[ConsumerRecord[bytes, bytes]] = []
+            while behind := [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                for tp, batch in (await consumer.getmany(*behind, timeout_ms=1000)).items():
+                    records += [record for record in batch if record.offset < ends[tp]]
+            return records
+        finally:
+            await consumer.stop()
+    return asyncio.run(run())

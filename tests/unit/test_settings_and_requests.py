@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from app.requests import RequestError, parse_search, query_params
+from app.requests import RequestError, parse_batch, parse_search, query_params
 from app.settings import Settings, SettingsError
 
 
@@ -37,17 +38,33 @@ def test_a_search_request_is_validated() -> None:
 @pytest.mark.parametrize(("body", "message"), [
     ({"text": "a", "vector": [1, 0, 0, 0]}, "exactly one"),
     ({}, "exactly one"),
-    ({"text": "a", "k": 0}, '"k" must be an integer from 1'),
-    ({"text": "a", "k": "5"}, '"k" must be an integer'),
-    ({"text": "a", "ef": 10**6}, '"ef" must be an integer'),
+    ({"text": "a", "k": 0}, '"k": Input should be greater than or equal to 1'),
+    ({"text": "a", "k": "5"}, '"k": Input should be a valid integer'),
+    ({"text": "a", "k": 5.0}, '"k": Input should be a valid integer'),
+    ({"text": "a", "ef": 10**6}, '"ef": Input should be less than or equal to 10000'),
+    ({"text": None}, '"text": Input should be a valid string'),
+    ({"text": ""}, '"text": String should have at least 1 character'),
+    ({"vector": [1, 0, 0, "x"]}, '"vector.3": Input should be a valid number'),
+    ({"text": "a", "filter": [1]}, '"filter": Input should be an object'),
     ({"vector": [1, 0]}, "4 dimensions"),
     ({"text": "a", "filter": {"x": {"$foo": 1}}}, "unknown operator"),
     ({"text": "a", "limit": 3}, "unknown field"),
-    ([1, 2], "JSON object"),
+    ([1, 2], "the request body must be a JSON object"),
+    (b"{not json", "not valid JSON"),
+    (b"", "must be a JSON object"),
 ])
 def test_bad_search_requests_say_what_is_wrong(body: object, message: str) -> None:
     with pytest.raises(RequestError, match=message):
-        parse_search(body, dim=4)
+        parse_search(body if isinstance(body, bytes) else json.dumps(body).encode(), dim=4)
+
+
+def test_a_batch_names_the_bad_query() -> None:
+    good = {"vector": [1, 0, 0, 0]}
+    assert len(parse_batch(json.dumps({"queries": [good, good]}).encode(), dim=4)) == 2
+    with pytest.raises(RequestError, match=r"queries\[1\]: .*4 dimensions"):
+        parse_batch(json.dumps({"queries": [good, {"vector": [1, 0]}]}).encode(), dim=4)
+    with pytest.raises(RequestError, match='"queries": List should have at least 1 item'):
+        parse_batch(b'{"queries": []}', dim=4)
 
 
 def test_get_search_parameters() -> None:

@@ -1,0 +1,116 @@
+"""The public HTTP API as pydantic models: they validate requests and they are the OpenAPI schema.
+
+One definition serves both, so ``/openapi.json`` cannot drift from what the views accept.
+Requests are strict (no "5" for 5) and closed (an unknown field is an error, not ignored):
+a typo in ``"filtr"`` must not silently return unfiltered results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_K = 1000
+MAX_EF = 10_000
+MAX_BATCH = 256
+MAX_QUERY_TEXT = 10_000
+# A GET request line must fit aiohttp's 8,190 bytes even when every character is
+# percent-encoded UTF-8 (up to 12 bytes each); longer queries go by POST.
+MAX_QUERY_PARAM = 500
+MAX_ID = 512
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SearchBody(_Request):
+    """One similarity query: exactly one of ``text``, ``vector`` and ``id``."""
+
+    model_config = ConfigDict(json_schema_extra={
+        "oneOf": [{"required": ["text"]}, {"required": ["vector"]}, {"required": ["id"]}]})
+
+    text: str = Field(None, min_length=1, max_length=MAX_QUERY_TEXT,
+                      description="Query text, embedded by the worker's model.")
+    vector: list[float] = Field(None, description="Query vector of the model's dimension; normalised by the worker.")
+    id: str = Field(None, min_length=1, max_length=MAX_ID,
+                    description="Find the neighbours of this stored document (it is left out of its own results).")
+    k: int = Field(10, ge=1, le=MAX_K, description="How many results.")
+    ef: int = Field(None, ge=1, le=MAX_EF,
+                    description="HNSW search breadth per partition (default: STREAMVEC_HNSW_EF_SEARCH); higher = better recall, slower.")
+    filter: dict[str, Any] = Field(None, description=(
+        'Metadata filter, e.g. {"category": "animal", "year": {"$gte": 2020}}; operators $eq $ne $in $nin '
+        "$gt $gte $lt $lte $exists $and $or; dotted names reach nested fields."))
+
+    @model_validator(mode="after")
+    def _one_query(self) -> SearchBody:
+        given = [name for name in ("text", "vector", "id") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f'give exactly one of "text", "vector" or "id" (got {given or "none"})')
+        return self
+
+
+class BatchSearchBody(_Request):
+    """Several queries answered with one fan-out to the workers."""
+
+    queries: list[SearchBody] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class Hit(BaseModel):
+    id: str
+    score: float = Field(description="Cosine similarity, 1 = same direction.")
+    metadata: dict[str, Any]
+
+
+class Partitions(BaseModel):
+    answered: list[int]
+    missing: list[int]
+
+
+class Coverage(BaseModel):
+    partial: bool = Field(description="true when some partitions did not answer: results may be missing.")
+    partitions: Partitions
+
+
+class SearchResponse(Coverage):
+    results: list[Hit]
+    took_ms: float
+
+
+class BatchSearchResponse(Coverage):
+    results: list[list[Hit]] = Field(description="One result list per query, in request order.")
+    took_ms: float
+
+
+class Document(Coverage):
+    id: str
+    metadata: dict[str, Any]
+    version: int | None
+    ts: float | None
+
+
+class Error(BaseModel):
+    error: str = Field(description="What is wrong and what to do about it.")
+    partial: bool | None = None
+    partitions: Partitions | None = None
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    recovered: bool
+    indexes_built: bool
+    rebalancing: bool
+
+
+class Stats(Coverage):
+    documents: int = Field(description="Live documents over all answering partitions.")
+    outcomes: dict[str, int] = Field(description="What happened to consumed events, summed over workers: "
+                                     "indexed, deleted, stale, unchanged, dead_lettered.")
+    dead_letter_reasons: dict[str, int]
+    per_partition: dict[str, dict[str, Any]] = Field(description="documents and outcome counts by partition.")
+    workers: dict[str, Any] = Field(description="Each worker's own report, by URL (or why it did not answer).")
