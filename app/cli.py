@@ -41,10 +41,13 @@ def worker(web_port: int | None, web_host: str | None, datadir: Path | None, bro
            log_level: str | None) -> None:
     """Run a worker: consume events, keep the indexes, serve HTTP."""
     import faust
+    import mode.loop
 
     from app.factory import create_app
 
     settings = _settings(web_port=web_port, web_host=web_host, datadir=datadir, broker=broker, log_level=log_level)
+    if settings.event_loop != "asyncio":
+        mode.loop.use(settings.event_loop)  # before Faust creates its loop
     parts = create_app(settings)
     faust.Worker(parts.app, loglevel=settings.log_level).execute_from_commandline()
 

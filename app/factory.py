@@ -72,9 +72,10 @@ def create_app(settings: Settings) -> Streamvec:
 
     def new_index() -> PartitionIndex:
         return PartitionIndex(dim, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
-                              ef_search=settings.hnsw_ef_search)
+                              ef_search=settings.ef_search)
 
-    table = app.tables.add(VectorTable(app, index_factory=new_index, partitions=settings.partitions))
+    table = app.tables.add(VectorTable(app, index_factory=new_index, partitions=settings.partitions,
+                                         options=settings.rocksdb_options))
     parsers = {settings.events_topic: partial(parse_event, dim=dim), **cdc_parsers(settings, dim)}
     # internal=True: Faust creates the events topic (with our partition count) before it
     # subscribes, so a worker started before the first producer still consumes it. A CDC

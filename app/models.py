@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_K = 1000
 MAX_EF = 10_000
-MAX_BATCH = 256
+MAX_BATCH = 100  # 100 full-size vectors as JSON stay under aiohttp's 1 MiB body limit
 MAX_QUERY_TEXT = 10_000
 # A GET request line must fit aiohttp's 8,190 bytes even when every character is
 # percent-encoded UTF-8 (up to 12 bytes each); longer queries go by POST.

@@ -55,7 +55,9 @@ class Settings:
     cdc_vector_column: str = field(default="", metadata={"doc": "A column holding a ready vector (JSON array or pgvector text `[1,2,3]`); rows with it skip the model."})
     hnsw_m: int = field(default=16, metadata={"doc": "HNSW graph degree M."})
     hnsw_ef_construction: int = field(default=200, metadata={"doc": "HNSW ef at build time."})
-    hnsw_ef_search: int = field(default=64, metadata={"doc": "Default HNSW ef at query time (a query may pass `ef`)."})
+    hnsw_ef_search: int = field(default=0, metadata={"doc": "Default HNSW ef per partition at query time (a query may pass `ef`); 0 = the lowest that kept recall@10 ≥ 0.95 in `make bench-query`: 40 below 4 partitions, 20 from 4 on."})
+    rocksdb_write_buffer_mb: int = field(default=4, metadata={"doc": "RocksDB memtable size per table partition (Faust's default, 64, holds ~40k records per partition in memory)."})
+    rocksdb_block_cache_mb: int = field(default=8, metadata={"doc": "RocksDB block cache per table partition (reads are rare: the index answers queries)."})
     web_host: str = field(default="127.0.0.1", metadata={"doc": "Host other workers use to reach this one (must be unique with the port)."})
     web_port: int = field(default=6066, metadata={"doc": "HTTP port of this worker."})
     web_bind: str = field(default="0.0.0.0", metadata={"doc": "Interface the HTTP server listens on."})
@@ -67,6 +69,7 @@ class Settings:
     metadata_max_age: float = field(default=5.0, metadata={"doc": "Seconds between consumer metadata refreshes: how soon a topic that appeared after a worker started is consumed."})
     api_key: str = field(default="", repr=False, metadata={"doc": "When set, every endpoint but `/health` needs it (`X-API-Key: <key>` or `Authorization: Bearer <key>`)."})
     cluster_secret: str = field(default="", repr=False, metadata={"doc": "Shared by all workers for the worker-to-worker endpoints; when empty the group draws one and keeps it in the topic `<id>-cluster-secret`."})
+    event_loop: str = field(default="uvloop", metadata={"doc": "`uvloop` or `asyncio`: the worker's event loop (`streamvec worker`; with `faust -A app worker` pass `--loop uvloop`)."})
     log_level: str = field(default="info", metadata={"doc": "Worker log level."})
 
     @classmethod
@@ -113,6 +116,20 @@ class Settings:
                       max_metadata_depth=self.max_metadata_depth, max_text_chars=self.max_text_chars)
 
     @property
+    def ef_search(self) -> int:
+        """The default query ``ef``; see the field's doc for where the automatic values come from."""
+        if self.hnsw_ef_search:
+            return self.hnsw_ef_search
+        return 40 if self.partitions < 4 else 20
+
+    @property
+    def rocksdb_options(self) -> dict[str, int]:
+        """Faust's per-partition RocksDB options (its defaults would hold 64 MB memtables and a 2 GB cache each)."""
+        mb = 1 << 20
+        return {"write_buffer_size": self.rocksdb_write_buffer_mb * mb, "max_write_buffer_number": 2,
+                "target_file_size_base": 16 * mb, "block_cache_size": self.rocksdb_block_cache_mb * mb}
+
+    @property
     def cluster_secret_topic(self) -> str:
         return f"{self.app_id}-cluster-secret"
 
@@ -141,7 +158,8 @@ class Settings:
         return self.broker if "://" in self.broker else f"kafka://{self.broker}"
 
     def _validate(self) -> None:
-        positive = ("partitions", "embed_batch_size", "ingest_batch_size", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search",
+        positive = ("partitions", "embed_batch_size", "ingest_batch_size", "hnsw_m", "hnsw_ef_construction",
+                    "rocksdb_write_buffer_mb", "rocksdb_block_cache_mb",
                     "max_key_bytes", "max_metadata_bytes", "max_metadata_depth", "max_text_chars")
         for name in positive:
             if getattr(self, name) < 1:
@@ -150,12 +168,13 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}WEB_PORT must be a TCP port, got {self.web_port}")
         if self.fanout_timeout <= 0 or self.session_timeout <= 0:
             raise SettingsError("timeouts must be positive")
-        choices = {"quantize": ("none", "int8"), "embed_provider": ("cpu", "cuda")}
+        choices = {"quantize": ("none", "int8"), "embed_provider": ("cpu", "cuda"), "event_loop": ("uvloop", "asyncio")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.embed_threads < 0 or self.query_cache_size < 0:
-            raise SettingsError(f"{ENV_PREFIX}EMBED_THREADS and {ENV_PREFIX}QUERY_CACHE_SIZE cannot be negative")
+        if self.embed_threads < 0 or self.query_cache_size < 0 or self.hnsw_ef_search < 0:
+            raise SettingsError(f"{ENV_PREFIX}EMBED_THREADS, {ENV_PREFIX}QUERY_CACHE_SIZE and "
+                                f"{ENV_PREFIX}HNSW_EF_SEARCH cannot be negative")
         if not (0 <= self.int8_min_cosine <= 1 and 0 <= self.int8_min_recall <= 1):
             raise SettingsError(f"{ENV_PREFIX}INT8_MIN_COSINE and {ENV_PREFIX}INT8_MIN_RECALL are between 0 and 1")
         self._validate_cdc()

@@ -85,7 +85,8 @@ class Api:
         self.parts = parts
         self.fanout = FanOut(parts.app, parts.settings.fanout_timeout, secret)
         self.metrics = parts.metrics
-        self._search_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="search")
+        self._search_threads = os.cpu_count() or 2
+        self._search_pool = ThreadPoolExecutor(max_workers=self._search_threads, thread_name_prefix="search")
         self._openapi = build_openapi(parts.embedding.dim, protected=bool(parts.settings.api_key))
 
     async def on_cleanup(self, web_app: web.Application) -> None:
@@ -175,7 +176,7 @@ class Api:
             table = self.parts.table
             results = await asyncio.gather(*(
                 table.search_local(vectors[positions], rows[positions[0]]["k"], rows[positions[0]]["ef"],
-                                   parse_filter(rows[positions[0]]["filter"]), self._search_pool)
+                                   parse_filter(rows[positions[0]]["filter"]), self._search_pool, self._search_threads)
                 for positions in groups.values()))
             hits: list[list[Hit]] = [[] for _ in rows]
             for positions, result in zip(groups.values(), results, strict=True):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import weakref
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from yarl import URL
 
 from index import codec
 from index.filters import Predicate
-from index.partition import Hit
+from index.partition import Hit, PartitionIndex
 from tables.indexed_store import IndexFactory, IndexedStore
 
 TABLE_NAME = "vectors"
@@ -77,15 +76,23 @@ class VectorTable(faust.Table):
         return None if record is None or record.deleted else record
 
     async def search_local(self, queries: np.ndarray, k: int, ef: int | None, predicate: Predicate | None,
-                           pool: Executor) -> LocalResult:
-        """Search every owned, built partition for each query row, one pool thread per
-        partition (hnswlib releases the GIL, so they run in parallel), and merge once."""
+                           pool: Executor, threads: int) -> LocalResult:
+        """Search every owned, built partition for each query row and merge once.
+
+        The partitions are split over ``threads`` pool jobs that run in parallel (hnswlib
+        releases the GIL); one job per partition would cost a thread hand-off and a loop
+        wake-up each, which measured more than a small partition's search."""
         serving = self.store.serving()
+        indexes = list(serving.values())
         loop = asyncio.get_running_loop()
-        per_partition = await asyncio.gather(*(
-            loop.run_in_executor(pool, functools.partial(index.search_many, queries, k, ef=ef, predicate=predicate))
-            for index in serving.values()))
-        hits = [merge_hits([answer[row] for answer in per_partition], k) for row in range(len(queries))]
+
+        def search(share: list[PartitionIndex]) -> list[list[list[Hit]]]:
+            return [index.search_many(queries, k, ef=ef, predicate=predicate) for index in share]
+
+        shares = [indexes[i::threads] for i in range(min(threads, len(indexes)))]
+        answers = [answer for share in await asyncio.gather(*(loop.run_in_executor(pool, search, s) for s in shares))
+                   for answer in share]
+        hits = [merge_hits([answer[row] for answer in answers], k) for row in range(len(queries))]
         return LocalResult(hits=hits, partitions=sorted(serving))
 
     def counts(self) -> dict[int, int]:
