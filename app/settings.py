@@ -36,7 +36,7 @@ class Settings:
     model: str = field(default="all-MiniLM-L6-v2", metadata={"doc": "`all-MiniLM-L6-v2`, a sentence-transformers directory, or an `.onnx` file with `tokenizer.json` beside it."})
     model_cache: Path | None = field(default=None, metadata={"doc": "Where converted ONNX models are cached (default `<datadir>/models`)."})
     embed_threads: int = field(default=0, metadata={"doc": "onnxruntime intra-op threads (0 = one per core this process may use: CPU affinity and cgroup quota)."})
-    embed_batch_size: int = field(default=32, metadata={"doc": "Texts per ONNX run."})
+    embed_batch_size: int = field(default=32, metadata={"doc": "Texts per ONNX run (at most; runs are cut where padding would cost most)."})
     embed_provider: str = field(default="cpu", metadata={"doc": "`cpu`, or `cuda` to embed on a GPU (needs `onnxruntime-gpu` and a CUDA device)."})
     quantize: str = field(default="none", metadata={"doc": "`none` (fp32, exact) or `int8` (faster, approximate: must pass the int8 quality gate below)."})
     int8_min_cosine: float = field(default=0.99, metadata={"doc": "int8 gate: least mean cosine between int8 and fp32 vectors of the held-out texts."})

@@ -1,6 +1,6 @@
 """Producing the query benchmark's events: a bulk load as fast as Kafka takes it, and a paced feed.
 
-Events are bring-your-own-vector (``{"id", "vector", "metadata"}``) or text events, keyed by
+Lines are bring-your-own-vector (``{"id", "vector", "metadata"}``) or text events, keyed by
 id, encoded before the clock starts: the figures should be streamvec's, not the cost of the
 benchmark's own ``json.dumps``. Vectors are written with 8 significant digits (float32 holds
 about 7), which halves the bytes of Python's float repr.
@@ -12,35 +12,26 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
-from tqdm import tqdm
 
-from app.producer import bootstrap
+from app.producer import Line, bootstrap, produce
 
 _VECTOR_FORMAT: dict[int, str] = {}  # dimension -> %-format of one JSON array
-_IN_FLIGHT = 5000
 
 
-@dataclass(frozen=True)
-class Event:
-    key: bytes
-    value: bytes
-
-
-def vector_events(ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict]) -> list[Event]:
+def vector_events(ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict]) -> list[Line]:
     """BYO-vector events, encoded."""
     fmt = _VECTOR_FORMAT.setdefault(vectors.shape[1], "[" + ",".join(["%.8g"] * vectors.shape[1]) + "]")
-    return [Event(doc_id.encode(), b'{"id":%s,"vector":%s,"metadata":%s}' % (
+    return [Line(doc_id.encode(), b'{"id":%s,"vector":%s,"metadata":%s}' % (
                 json.dumps(doc_id).encode(), (fmt % tuple(row)).encode(), json.dumps(meta).encode()))
             for doc_id, row, meta in zip(ids, vectors.tolist(), metadata, strict=True)]
 
 
-def text_events(ids: Sequence[str], texts: Sequence[str]) -> list[Event]:
+def text_events(ids: Sequence[str], texts: Sequence[str]) -> list[Line]:
     """Text events (the worker embeds them), encoded."""
-    return [Event(doc_id.encode(), json.dumps({"id": doc_id, "text": text, "metadata": {}}).encode())
+    return [Line(doc_id.encode(), json.dumps({"id": doc_id, "text": text, "metadata": {}}).encode())
             for doc_id, text in zip(ids, texts, strict=True)]
 
 
@@ -49,26 +40,13 @@ def _producer(broker: str, linger_ms: int) -> AIOKafkaProducer:
                             max_batch_size=1 << 20, max_request_size=8 << 20, enable_idempotence=False)
 
 
-async def bulk_load(broker: str, topic: str, events: list[Event]) -> None:
-    """Send every event with batching and ``acks=all``; returns when the broker has acknowledged all."""
-    producer = _producer(broker, linger_ms=20)
-    await producer.start()
-    try:
-        with tqdm(total=len(events), unit="event", desc=f"producing to {topic}") as bar:
-            pending: list[asyncio.Future] = []
-            for event in events:
-                pending.append(await producer.send(topic, key=event.key, value=event.value))
-                if len(pending) >= _IN_FLIGHT:
-                    await asyncio.gather(*pending)
-                    bar.update(len(pending))
-                    pending = []
-            await asyncio.gather(*pending)
-            bar.update(len(pending))
-    finally:
-        await producer.stop()
+async def bulk_load(broker: str, topic: str, partitions: int, events: list[Line]) -> None:
+    """Send every event with batching and ``acks=all`` (as ``streamvec produce`` does); returns
+    when the broker has acknowledged all."""
+    await produce(broker, topic, partitions, events)
 
 
-async def paced_feed(broker: str, topic: str, events: list[Event], rate: float,
+async def paced_feed(broker: str, topic: str, events: list[Line], rate: float,
                      on_sent: Callable[[int, float], None] | None = None) -> float:
     """Send ``events`` at ``rate`` per second, each stamped with the wall-clock time it is sent.
 

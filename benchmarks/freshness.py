@@ -23,7 +23,8 @@ import aiohttp
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.feed import Event, paced_feed
+from app.producer import Line
+from benchmarks.feed import paced_feed
 
 METRIC = "streamvec_searchable_latency_seconds"
 PROBES = 50
@@ -92,7 +93,7 @@ async def _probe(session: aiohttp.ClientSession, url: str, doc_id: str, body: di
     return None
 
 
-async def _feed_and_probe(broker: str, topic: str, urls: Sequence[str], events: list[Event],
+async def _feed_and_probe(broker: str, topic: str, urls: Sequence[str], events: list[Line],
                           probe_bodies: list[dict], rate: float) -> tuple[float, list[float | None]]:
     every = max(1, len(events) // PROBES)
     tasks: list[asyncio.Task] = []
@@ -106,7 +107,7 @@ async def _feed_and_probe(broker: str, topic: str, urls: Sequence[str], events: 
         return achieved, list(await asyncio.gather(*tasks))
 
 
-def measure(kind: str, broker: str, topic: str, urls: Sequence[str], events: list[Event],
+def measure(kind: str, broker: str, topic: str, urls: Sequence[str], events: list[Line],
             probe_bodies: list[dict], rate: float, wait_indexed: Callable[[], None]) -> Freshness:
     """Feed ``events`` at ``rate``, wait until all are indexed, and read both latency measures."""
     before = scrape(urls, kind)

@@ -77,11 +77,11 @@ def start_workers(broker: str, app_id: str, partitions: int, root: Path, model_c
     return workers
 
 
-def load(broker: str, topic: str, corpus: Corpus, worker: Worker) -> tuple[float, float]:
+def load(broker: str, topic: str, partitions: int, corpus: Corpus, worker: Worker) -> tuple[float, float]:
     """Seconds from the first produce until all documents are queryable, and until the last ack."""
     events = vector_events(corpus.doc_ids, corpus.doc_vectors, corpus.doc_metadata)
     started = time.perf_counter()
-    asyncio.run(bulk_load(broker, topic, events))
+    asyncio.run(bulk_load(broker, topic, partitions, events))
     produced = time.perf_counter() - started
     with tqdm(total=len(events), unit="vec", desc="waiting until queryable (GET /stats)") as bar:
         while True:
@@ -146,11 +146,11 @@ def memory(workers: list[Worker]) -> list[dict]:
     return rows
 
 
-def text_ingest_rate(broker: str, topic: str, worker: Worker, texts: list[str]) -> float:
+def text_ingest_rate(broker: str, topic: str, partitions: int, worker: Worker, texts: list[str]) -> float:
     """Text events/s the two workers index when given a backlog: the most they can be fed."""
     expected = worker.stats()["documents"] + len(texts)
     started = time.perf_counter()
-    asyncio.run(bulk_load(broker, topic, text_events([f"rate-text-{i}" for i in range(len(texts))], texts)))
+    asyncio.run(bulk_load(broker, topic, partitions, text_events([f"rate-text-{i}" for i in range(len(texts))], texts)))
     wait_for_documents(worker, expected, timeout=1800, interval=0.1)
     return len(texts) / (time.perf_counter() - started)
 
@@ -227,7 +227,7 @@ def main() -> None:
             workers = start_workers(broker.url, app_id, args.partitions, work, settings.model_cache_dir.resolve())
             started = memory(workers)
         with stage("bulk load", times):
-            seconds, produced = load(broker.url, topic, corpus, workers[0])
+            seconds, produced = load(broker.url, topic, args.partitions, corpus, workers[0])
         figures["load"] = {"seconds": seconds, "produce_seconds": produced, "rate": args.n / seconds}
         with stage("queries", times):
             figures.update(query_figures([w.url for w in workers], corpus, truth, work, args))
@@ -235,7 +235,7 @@ def main() -> None:
                              for before, after in zip(started, memory(workers), strict=True)]
         with stage("text ingest rate", times):
             measured = args.max_text_rate is None
-            text_rate = text_ingest_rate(broker.url, topic, workers[0], [
+            text_rate = text_ingest_rate(broker.url, topic, args.partitions, workers[0], [
                 corpus.spare_texts[i % len(corpus.spare_texts)] for i in range(TEXT_RATE_EVENTS)]) \
                 if measured else args.max_text_rate
         figures["text_ingest"] = {"rate": text_rate, "events": TEXT_RATE_EVENTS if measured else None}

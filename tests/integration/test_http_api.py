@@ -8,6 +8,7 @@ closed to anyone without the secret, and neither may write a secret to its log.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -16,13 +17,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.auth import API_KEY_HEADER, SECRET_HEADER
 from app.producer import bootstrap
-from tests.cluster import REPO, Worker, stop_all, wait_for_documents
+from tests.cluster import REPO, Worker, stop_all, wait_for, wait_for_documents
 from tests.conftest import sample_texts, send_events
 
 pytestmark = pytest.mark.integration
@@ -61,6 +63,10 @@ def workers(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             send_events(kafka_broker, worker.env["STREAMVEC_APP_ID"], sample_texts(DOCS))
         started["open"].wait_ready()
         wait_for_documents(started["open"], DOCS, timeout=120)
+        # The guarded worker answers /ready and /stats only with the key.
+        wait_for("the guarded worker to serve every document",
+                 lambda: _stats(started["guarded"]).get("documents") == DOCS and not _stats(started["guarded"])["partial"],
+                 timeout=120)
         yield started
     finally:
         stop_all(started.values())
@@ -114,6 +120,15 @@ def test_no_secret_reaches_the_logs(workers: dict[str, Worker]) -> None:
         log = worker.log_path.read_text(errors="replace")
         for secret in (API_KEY, SECRET, shared):
             assert secret not in log, f"{worker.name} logged a secret"
+
+
+def _stats(worker: Worker) -> dict[str, Any]:
+    request = urllib.request.Request(worker.url + "/stats", headers={API_KEY_HEADER: API_KEY})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+    except urllib.error.HTTPError:
+        return {}
 
 
 async def _shared_secret(worker: Worker) -> str:

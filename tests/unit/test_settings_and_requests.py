@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.requests import RequestError, parse_batch, parse_search, query_params
-from app.settings import Settings, SettingsError
+from app.settings import Settings, SettingsError, describe
 
 
 def test_settings_come_from_prefixed_variables_and_flags_win() -> None:
@@ -73,3 +73,10 @@ def test_get_search_parameters() -> None:
         query_params({"k": "3"})
     with pytest.raises(RequestError, match="integer"):
         query_params({"q": "x", "k": "many"})
+
+
+def test_the_readme_lists_every_setting_as_the_code_describes_it() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name, default, meaning in describe():
+        row = f"| `{name}` | {f'`{default}`' if default else ''} | {meaning} |"
+        assert row in readme, f"README configuration table is out of date for {name}: expected {row}"
