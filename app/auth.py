@@ -21,9 +21,9 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
-from app.producer import bootstrap, ensure_topic
+from app.topics import bootstrap, ensure_topic, read_to_end
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ API_KEY_HEADER = "X-API-Key"
 SECRET_HEADER = "X-Streamvec-Secret"
 OPEN_PATHS = frozenset({"/health"})
 INTERNAL_PREFIX = "/internal/"
-_READ_ATTEMPTS = 30
+_READ_TIMEOUT = 30.0  # seconds
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -100,18 +100,8 @@ async def _shared_secret(broker: str, topic: str) -> str:
 
 
 async def _first_record(broker: str, topic: str) -> str | None:
-    partition = TopicPartition(topic, 0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker), enable_auto_commit=False,
-                                auto_offset_reset="earliest")
-    await consumer.start()
     try:
-        consumer.assign([partition])
-        if (await consumer.end_offsets([partition]))[partition] == 0:
-            return None
-        for _ in range(_READ_ATTEMPTS):
-            records = (await consumer.getmany(partition, timeout_ms=1000)).get(partition)
-            if records:
-                return records[0].value.decode()
-        raise RuntimeError(f"could not read the cluster secret from topic {topic}; is the broker healthy?")
-    finally:
-        await consumer.stop()
+        records = await asyncio.wait_for(read_to_end(broker, [TopicPartition(topic, 0)]), _READ_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise RuntimeError(f"could not read the cluster secret from topic {topic}; is the broker healthy?") from None
+    return records[0].value.decode() if records else None

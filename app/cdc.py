@@ -13,11 +13,10 @@ import asyncio
 import functools
 from collections.abc import Callable
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from app.producer import bootstrap
 from app.settings import ENV_PREFIX, Settings
+from app.topics import partitions_of
 from index.debezium import parse_debezium
 from index.events import Event
 from index.exceptions import StreamvecError
@@ -65,15 +64,8 @@ def check_copartitioned(broker: str, topic: str, partitions: int) -> None:
 
 async def _partition_count(broker: str, topic: str) -> int | None:
     """Partitions of ``topic``, ``None`` if it does not exist (asked without auto-creating it)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker))
     try:
-        await admin.start()
-        if topic not in await admin.list_topics():
-            return None
-        (described,) = await admin.describe_topics([topic])
-        return len(described["partitions"])
+        return len(await partitions_of(broker, topic)) or None
     except KafkaError as exc:
         raise CdcTopicError(f"cannot check the CDC topic {topic!r} on {broker}: {exc!r}; is "
                             f"{ENV_PREFIX}BROKER right and the broker up?") from None
-    finally:
-        await admin.close()

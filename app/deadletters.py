@@ -12,13 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from agents.deadletters import DeadLetter
-from app.producer import bootstrap
+from app.topics import bootstrap, partitions_of, read_to_end
 from index.exceptions import StreamvecError
 
 _KEY_WIDTH = 32
@@ -41,42 +40,17 @@ class StoredDeadLetter:
 
 async def read_dead_letters(broker: str, topic: str, reason: str | None = None) -> list[StoredDeadLetter]:
     """Every dead letter (of ``reason``, if given) up to the end offsets at the start, oldest first."""
-    # No group and "earliest": every assigned partition starts at its beginning. (An explicit
-    # seek_to_beginning races with the reset that assign() starts under the default "latest".)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker), group_id=None, auto_offset_reset="earliest")
     try:
-        partitions = await _partitions(broker, topic)
-        await consumer.start()
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        found = []
-        remaining = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
-        while remaining:
-            for tp, records in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
-                found += [_stored(record) for record in records if record.offset < ends[tp]]
-            remaining = [tp for tp in remaining if await consumer.position(tp) < ends[tp]]
+        partitions = await partitions_of(broker, topic)
+        if not partitions:
+            raise DeadLetterError(f"topic {topic} does not exist on {broker}: no worker with this app id "
+                                  "(STREAMVEC_APP_ID) has started on this broker yet, so nothing was dead-lettered")
+        found = [_stored(record) for record in await read_to_end(broker, partitions)]
     except KafkaError as exc:
         raise DeadLetterError(f"cannot read {topic} from the Kafka broker at {broker}: {exc}; "
                               "check STREAMVEC_BROKER (or --broker) and that the broker is up") from None
-    finally:
-        await consumer.stop()
     chosen = [item for item in found if reason is None or item.letter.reason == reason]
     return sorted(chosen, key=lambda item: (item.timestamp, item.partition, item.offset))
-
-
-async def _partitions(broker: str, topic: str) -> list[TopicPartition]:
-    """The topic's partitions, asked of the admin API (a consumer's metadata only covers
-    topics it already reads, and asking it about others could auto-create them)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker))
-    try:
-        await admin.start()
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if not described["partitions"]:
-        raise DeadLetterError(f"topic {topic} does not exist on {broker}: no worker with this app id "
-                              "(STREAMVEC_APP_ID) has started on this broker yet, so nothing was dead-lettered")
-    return [TopicPartition(topic, p["partition"]) for p in sorted(described["partitions"], key=lambda p: p["partition"])]
 
 
 def _stored(record: ConsumerRecord[bytes, bytes]) -> StoredDeadLetter:

@@ -56,9 +56,9 @@ class _StateCollector(Collector):
         lag = GaugeMetricFamily("streamvec_consumer_lag", "Events in the input topic not yet read by this worker",
                                 labels=["topic", "partition"])
         consumer = self._app.consumer
-        table_topics = {self._app.conf.id + "-vectors-changelog"}
+        changelog = self._table.changelog_topic_name
         for tp in sorted(consumer.assignment()):
-            if tp.topic in table_topics:
+            if tp.topic == changelog:
                 continue
             try:
                 highwater = consumer.highwater(tp)

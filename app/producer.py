@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tqdm import tqdm
 
+from app.topics import bootstrap, ensure_topic
 from index.exceptions import StreamvecError
 
 _IN_FLIGHT = 2000
@@ -51,25 +51,6 @@ def _numbered(path: Path) -> Iterator[tuple[int, str]]:
         for number, raw in enumerate(handle, 1):
             if raw.strip():
                 yield number, raw.strip()
-
-
-def bootstrap(broker: str) -> str:
-    """aiokafka wants ``host:port[,host:port]``; Faust's URL form is ``kafka://host:port;…``."""
-    return broker.split("://", 1)[-1].replace(";", ",")
-
-
-async def ensure_topic(broker: str, topic: str, partitions: int, configs: dict[str, str] | None = None) -> None:
-    """Create a topic with the app's partition count (auto-creation would give it one); a
-    topic someone else created meanwhile is fine (the broker answers "exists", no exception)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker))
-    await admin.start()
-    try:
-        existing = await admin.list_topics()
-        if topic not in existing:
-            await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
-                                                topic_configs=configs or {})])
-    finally:
-        await admin.close()
 
 
 async def produce(broker: str, topic: str, partitions: int, lines: list[Line], progress: bool = True) -> int:

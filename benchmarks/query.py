@@ -44,7 +44,7 @@ from tqdm import tqdm
 from yarl import URL
 
 from app.brokers.kafka import start_kafka
-from app.producer import ensure_topic
+from app.topics import ensure_topic
 from app.settings import Settings
 from benchmarks import freshness, query_report
 from benchmarks.corpus import DEFAULT_CACHE, Corpus, load_corpus

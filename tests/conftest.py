@@ -20,7 +20,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from app.brokers.process import BrokerError, BrokerHandle
-from app.producer import Line, bootstrap, produce
+from app.producer import Line, produce
+from app.topics import bootstrap
 
 REPO = Path(__file__).resolve().parents[1]
 

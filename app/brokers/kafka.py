@@ -56,7 +56,7 @@ FORMAT_TIMEOUT_SECONDS = 60.0
 # Auto-creation is off, as Faust advises for production: a Faust consumer's metadata request
 # for its not-yet-declared source topic would otherwise create it with num.partitions (1),
 # and the worker then crashes with PartitionsMismatch against its 4- or 8-partition
-# changelog. Topics are created explicitly (app.producer.ensure_topic, Faust's declare).
+# changelog. Topics are created explicitly (app.topics.ensure_topic, Faust's declare).
 _TEST_SETTINGS: dict[str, str] = {
     "num.partitions": "1",
     "auto.create.topics.enable": "false",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from app.producer import ensure_topic
+from app.topics import ensure_topic
 from tests.cluster import Worker, stop_all, wait_for, wait_for_documents
 from tests.conftest import sample_texts, send_records
 from tests.debezium_records import Table, articles_table

@@ -24,7 +24,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
-from app.producer import bootstrap
+from app.topics import bootstrap
 from app.settings import Settings
 from tests.cluster import REPO, Worker, wait_for
 from tests.conftest import read_topic, sample_texts, send_records
