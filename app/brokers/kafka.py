@@ -165,7 +165,10 @@ def _server_properties(client_port: int, controller_port: int, log_dir: Path, ex
 def _format(base: Sequence[str], config_path: Path, data_dir: Path) -> None:
     """Run ``StorageTool format --standalone`` once for a fresh data dir."""
     cluster_id = new_cluster_id()
-    command = [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "--standalone", "-c", str(config_path)]
+    # "--cluster-id=<id>", not "-t <id>": one id in 64 starts with "-", which the tool's argument
+    # parser then takes for an option ("expected one argument").
+    command = [*base, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--standalone",
+               "-c", str(config_path)]
     logger.info("formatting Kafka log dir in %s", data_dir)
     try:
         result = subprocess.run(

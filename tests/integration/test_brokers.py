@@ -96,3 +96,16 @@ def test_port_in_use_is_an_error_not_a_false_start() -> None:
 def test_missing_kafka_jars_say_how_to_install(tmp_path: Path) -> None:
     with pytest.raises(BrokerError, match="make install"):
         start_kafka(lib_dir=tmp_path)
+
+
+@pytest.mark.timeout(120)
+def test_a_cluster_id_starting_with_a_dash_formats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One random cluster id in 64 starts with "-"; the format step must not take it for an option."""
+    import app.brokers.kafka as kafka
+
+    monkeypatch.setattr(kafka, "new_cluster_id", lambda: "-" + "A" * 21)
+    try:
+        broker = start_kafka()
+    except BrokerError as exc:
+        pytest.fail(f"Kafka did not start with a cluster id that starts with '-': {exc}")
+    broker.stop()
