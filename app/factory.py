@@ -13,7 +13,7 @@ from agents.ingest import IngestProcessor, register_ingest
 from agents.outcomes import Outcomes
 from app.cdc import cdc_parsers
 from app.embedding import EmbeddingService, embedder_from_settings
-from app.metrics import Metrics
+from app.http.metrics import Metrics
 from app.settings import Settings
 from index.events import parse_event
 from index.partition import PartitionIndex
@@ -36,7 +36,7 @@ class Streamvec:
 
 def create_app(settings: Settings) -> Streamvec:
     """Build the Faust app, the vectors table, the ingest agent and the HTTP views."""
-    from app.web import register_views
+    from app.http.views import register_views
 
     app = faust.App(
         settings.app_id,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from aiokafka import AIOKafkaProducer
 
-from app.producer import Line, produce
+from app.cli.producer import Line, produce
 from app.topics import bootstrap
 
 _VECTOR_FORMAT: dict[int, str] = {}  # dimension -> %-format of one JSON array

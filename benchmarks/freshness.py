@@ -23,7 +23,7 @@ import aiohttp
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.producer import Line
+from app.cli.producer import Line
 from benchmarks.feed import paced_feed
 
 METRIC = "streamvec_searchable_latency_seconds"

@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from app.brokers.process import BrokerError, BrokerHandle
-from app.producer import Line, produce
+from app.cli.producer import Line, produce
 from app.topics import bootstrap
 
 REPO = Path(__file__).resolve().parents[1]

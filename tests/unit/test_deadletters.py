@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agents.deadletters import DeadLetter
-from app.deadletters import StoredDeadLetter, format_table
+from app.cli.deadletters import StoredDeadLetter, format_table
 
 
 def test_a_dead_letter_reads_back_from_its_headers_with_the_originals_apart() -> None:

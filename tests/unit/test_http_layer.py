@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from app import wire
-from app.auth import API_KEY_HEADER, SECRET_HEADER, ClusterSecret, auth_middleware
-from app.openapi import build_openapi
+from app.http import wire
+from app.http.auth import API_KEY_HEADER, SECRET_HEADER, ClusterSecret, auth_middleware
+from app.http.openapi import build_openapi
 
 
 def test_a_frame_carries_its_header_and_float32_array() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.requests import RequestError, parse_batch, parse_search, query_params
+from app.http.requests import RequestError, parse_batch, parse_search, query_params
 from app.settings import Settings, SettingsError, describe
 
 

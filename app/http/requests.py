@@ -1,6 +1,6 @@
 """Validation of HTTP requests: bad input becomes a 4xx whose message says what is wrong.
 
-The shapes come from :mod:`app.models`; this module adds what a schema cannot say (the
+The shapes come from :mod:`app.http.models`; this module adds what a schema cannot say (the
 vector dimension of the loaded model, the filter language) and turns pydantic's errors
 into one readable sentence.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from app.models import MAX_QUERY_PARAM, BatchSearchBody, SearchBody
+from app.http.models import MAX_QUERY_PARAM, BatchSearchBody, SearchBody
 from index.exceptions import StreamvecError, VectorError
 from index.filters import FilterError, Predicate, compile_filter
 from index.vectors import unit_vector

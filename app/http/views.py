@@ -2,7 +2,7 @@
 
 Public endpoints answer for the whole group: they fan out to every member's
 ``/internal/*`` endpoint (or call this worker's own handler directly) and merge.
-Search traffic between workers uses the binary frames of :mod:`app.wire`.
+Search traffic between workers uses the binary frames of :mod:`app.http.wire`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from aiohttp import web
 
-from app import wire
-from app.auth import ClusterSecret, auth_middleware
-from app.fanout import Answer, FanOut
-from app.openapi import build_openapi
-from app.requests import RequestError, SearchRequest, parse_batch, parse_filter, parse_search, query_params
+from app.http import wire
+from app.http.auth import ClusterSecret, auth_middleware
+from app.http.fanout import Answer, FanOut
+from app.http.openapi import build_openapi
+from app.http.requests import RequestError, SearchRequest, parse_batch, parse_filter, parse_search, query_params
 from index.partition import Hit
 from tables.vectors import LocalResult, merge_hits
 

@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from app import models
-from app.auth import API_KEY_HEADER
+from app.http import models
+from app.http.auth import API_KEY_HEADER
 
 _REF = "#/components/schemas/{model}"
 _MODELS: tuple[type[BaseModel], ...] = (

@@ -16,7 +16,7 @@ import click
 from app.settings import Settings, SettingsError, describe
 
 if TYPE_CHECKING:
-    from app.deadletters import StoredDeadLetter
+    from app.cli.deadletters import StoredDeadLetter
 
 
 def _settings(**flags: Any) -> Settings:
@@ -58,7 +58,7 @@ def worker(web_port: int | None, web_host: str | None, datadir: Path | None, bro
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def produce(file: Path, broker: str | None, quiet: bool) -> None:
     """Send FILE.jsonl (one event per line) to the events topic and wait for every ack."""
-    from app.producer import ProduceError, produce as send, read_events
+    from app.cli.producer import ProduceError, produce as send, read_events
 
     settings = _settings(broker=broker)
     try:
@@ -76,7 +76,7 @@ def produce(file: Path, broker: str | None, quiet: bool) -> None:
 @click.option("--url", default=None, help="A worker's URL (default http://127.0.0.1:$STREAMVEC_WEB_PORT).")
 def search(text: str, k: int, filter_: str | None, url: str | None) -> None:
     """Ask a worker for the documents most similar to TEXT."""
-    from app.client import search as ask
+    from app.cli.client import search as ask
 
     settings = _settings()
     body: dict[str, Any] = {"text": text, "k": k}
@@ -145,7 +145,7 @@ def broker(action: str, kind: str, port: int | None, data_dir: Path | None) -> N
               help="Events to load (default: the bundled WordNet sample).")
 def demo(kind: str, data: Path | None) -> None:
     """Start a broker and two workers, load sample data, print how to query; Ctrl-C stops all."""
-    from app.demo import SAMPLE, run_demo
+    from app.cli.demo import SAMPLE, run_demo
 
     run_demo(_settings(), kind, data or SAMPLE)
 
@@ -165,7 +165,7 @@ _broker_option = click.option("--broker", help="Kafka bootstrap server (STREAMVE
 @_broker_option
 def list_dead_letters(reason: str | None, limit: int | None, broker: str | None) -> None:
     """Print the dead letters, oldest first: where they are, why, and what they held."""
-    from app.deadletters import format_table
+    from app.cli.deadletters import format_table
 
     settings = _settings(broker=broker)
     letters = _read_dead_letters(settings, reason)
@@ -183,7 +183,7 @@ def list_dead_letters(reason: str | None, limit: int | None, broker: str | None)
 @_broker_option
 def replay_dead_letters(reason: str | None, to: str | None, dry_run: bool, broker: str | None) -> None:
     """Send dead letters back (original key and value) to be ingested again, e.g. after raising a limit."""
-    from app.deadletters import DeadLetterError, format_table, replay
+    from app.cli.deadletters import DeadLetterError, format_table, replay
 
     settings = _settings(broker=broker)
     letters = _read_dead_letters(settings, reason)
@@ -200,7 +200,7 @@ def replay_dead_letters(reason: str | None, to: str | None, dry_run: bool, broke
 
 
 def _read_dead_letters(settings: Settings, reason: str | None) -> list[StoredDeadLetter]:
-    from app.deadletters import DeadLetterError, read_dead_letters
+    from app.cli.deadletters import DeadLetterError, read_dead_letters
 
     try:
         return asyncio.run(read_dead_letters(settings.broker, settings.dead_letter_topic, reason))
@@ -211,6 +211,3 @@ def _read_dead_letters(settings: Settings, reason: str | None) -> list[StoredDea
 def _of_reason(reason: str | None) -> str:
     return f" with reason {reason}" if reason else ""
 
-
-if __name__ == "__main__":
-    main()

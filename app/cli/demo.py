@@ -19,12 +19,12 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from app.auth import API_KEY_HEADER
+from app.http.auth import API_KEY_HEADER
 from app.brokers.process import BrokerHandle, stop_process_group
-from app.producer import produce, read_events
+from app.cli.producer import produce, read_events
 from app.settings import Settings
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.jsonl"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample.jsonl"
 WORKERS = 2
 
 

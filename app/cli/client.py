@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 import click
 
-from app.auth import API_KEY_HEADER
+from app.http.auth import API_KEY_HEADER
 
 
 async def search(url: str, body: dict[str, Any], api_key: str = "", timeout: float = 30.0) -> dict[str, Any]:

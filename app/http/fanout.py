@@ -19,7 +19,7 @@ import aiohttp
 import faust
 from yarl import URL
 
-from app.auth import SECRET_HEADER, ClusterSecret
+from app.http.auth import SECRET_HEADER, ClusterSecret
 
 logger = logging.getLogger(__name__)
 
