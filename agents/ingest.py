@@ -25,6 +25,7 @@ import numpy as np
 from faust.types import EventT
 
 from agents.deadletters import DeadLetter, DeadLetterSink
+from agents.observers import BatchObserver, DeletedDocument, IndexedDocument
 from agents.outcomes import Outcomes
 from index import codec
 from index.events import Event, EventError, Limits, apply_limits
@@ -57,6 +58,7 @@ class _Accepted:
     source: EventT
     event: Event
     vector: np.ndarray | None
+    embedded: bool = False  # the model made ``vector`` in this batch
 
     @property
     def kind(self) -> str:
@@ -92,7 +94,7 @@ class IngestProcessor:
 
     def __init__(self, table: VectorTable, embedding: Embedding, outcomes: Outcomes, *,
                  parsers: Mapping[str, Parser], limits: Limits, dead_letters: DeadLetterSink,
-                 on_searchable: OnSearchable | None = None) -> None:
+                 on_searchable: OnSearchable | None = None, observers: Sequence[BatchObserver] = ()) -> None:
         self.table = table
         self.embedding = embedding
         self.outcomes = outcomes
@@ -100,6 +102,7 @@ class IngestProcessor:
         self.limits = limits
         self.dead_letters = dead_letters
         self.on_searchable = on_searchable
+        self.observers = tuple(observers)
         self._index_sync: asyncio.Future[None] | None = None
 
     async def process(self, batch: Sequence[EventT]) -> None:
@@ -108,6 +111,7 @@ class IngestProcessor:
         embedded = await self._embed_missing(accepted, refused)
         written = [item for item in embedded if self._write(item, refused)]
         await self._dead_letter(refused)
+        await self._notify(written)
         # The index may trail the table by one batch: its inserts (writer thread) overlap
         # the next batch's embedding, and waiting here still bounds the queue.
         if self._index_sync is not None:
@@ -165,6 +169,7 @@ class IngestProcessor:
             vectors = await self._embed_one_by_one(todo, refused)
         for item, vector in zip(todo, vectors, strict=True):
             item.vector = vector
+            item.embedded = vector is not None
         return [item for item in accepted if item.event.op == "delete" or item.vector is not None]
 
     async def _embed_one_by_one(self, todo: list[_Accepted], refused: list[DeadLetter]) -> list[np.ndarray | None]:
@@ -217,6 +222,15 @@ class IngestProcessor:
                            letter.partition, letter.offset, letter.reason, letter.error)
             self.outcomes.add_dead_letter(letter.partition, letter.reason)
 
+    async def _notify(self, written: list[_Accepted]) -> None:
+        if not self.observers or not written:
+            return
+        indexed = [_indexed(item) for item in written if item.event.op == "upsert"]
+        deleted = [DeletedDocument(item.event.id, item.source.message.partition, item.source.message.offset,
+                                   item.event.version) for item in written if item.event.op == "delete"]
+        for observer in self.observers:
+            await observer.on_batch(indexed, deleted)
+
     def _report_searchable(self, stamps: dict[str, list[float]], synced: asyncio.Future[None]) -> None:
         if synced.cancelled() or synced.exception() is not None or self.on_searchable is None:
             return
@@ -229,6 +243,15 @@ def _refusal(source: EventT, reason: str, error: str) -> DeadLetter:
     message = source.message
     return DeadLetter(key=message.key, value=message.value, reason=reason, error=error, topic=message.topic,
                       partition=message.partition, offset=message.offset, original_headers=tuple(message.headers or ()))
+
+
+def _indexed(item: _Accepted) -> IndexedDocument:
+    message, event = item.source.message, item.event
+    assert item.vector is not None
+    event_ts = event.ts if event.ts is not None else message.timestamp
+    return IndexedDocument(id=event.id, partition=message.partition, offset=message.offset, version=event.version,
+                           vector=item.vector, text=event.text, metadata=event.metadata, event_ts=event_ts,
+                           embedded=item.embedded)
 
 
 def _timestamps_by_kind(items: list[_Accepted]) -> dict[str, list[float]]:

@@ -81,6 +81,10 @@ class IndexedStore(Store):
                 return value
         return None
 
+    def read(self, partition: int, key: bytes) -> bytes | None:
+        """``key`` as stored in ``partition``'s RocksDB (an active partition of this worker)."""
+        return self._db_for_partition(partition).get(key)
+
     async def synced(self) -> None:
         """Wait until every write made so far is in the indexes (backpressure for ingest)."""
         self._flush()

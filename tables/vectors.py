@@ -75,6 +75,13 @@ class VectorTable(faust.Table):
         record = None if data is None else codec.decode(data)
         return None if record is None or record.deleted else record
 
+    def stored(self, partition: int, doc_id: str) -> codec.Record | None:
+        """The live record of ``doc_id`` in ``partition``, which this worker must own (an agent of a
+        topic co-partitioned with the table reads the partition of its current event)."""
+        data = self.store.read(partition, doc_id.encode())
+        record = None if data is None else codec.decode(data)
+        return None if record is None or record.deleted else record
+
     async def search_local(self, queries: np.ndarray, k: int, ef: int | None, predicate: Predicate | None,
                            pool: Executor, threads: int) -> LocalResult:
         """Search every owned, built partition for each query row and merge once.
