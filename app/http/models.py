@@ -105,6 +105,9 @@ class Readiness(BaseModel):
     recovered: bool
     indexes_built: bool
     rebalancing: bool
+    ingest: dict[str, Any] = Field(description='{"flowing": true}, or while a batch is retried after a failure '
+                                   'no event caused: {"flowing": false, "cause": "model"|"broker"|"store"|'
+                                   '"observer"|"internal", "error", "since", "attempts"}.')
 
 
 class Stats(Coverage):

@@ -26,6 +26,7 @@ from app.http.fanout import Answer, FanOut
 from app.http.openapi import build_openapi
 from app.http.requests import RequestError, SearchRequest, parse_batch, parse_filter, parse_search, query_params
 from index.partition import Hit
+from index.progress import OUTCOMES
 from tables.vectors import LocalResult, merge_hits
 
 if TYPE_CHECKING:
@@ -218,25 +219,25 @@ class Api:
     async def _local_stats(self) -> dict[str, Any]:
         counts = self.parts.table.counts()
         return {"partitions": sorted(counts), "documents": {str(p): n for p, n in counts.items()},
-                "outcomes": self.parts.outcomes.snapshot(), "query_cache": self.parts.embedding.cache_stats(),
+                "outcomes": _outcome_report(self.parts.table.outcomes(), self.parts.status.embeddings_reused),
+                "query_cache": self.parts.embedding.cache_stats(),
                 "pid": os.getpid(), "started": _STARTED, **self._readiness()}
 
     def _merge_stats(self, answers: list[Answer[dict[str, Any]]]) -> dict[str, Any]:
-        """Sum the workers' reports; a partition's outcomes may come from several workers
-        (it moved), its document count from the one serving it now."""
-        per_partition: dict[str, dict[str, Any]] = defaultdict(dict)
-        totals: dict[str, Any] = {}
-        reasons: dict[str, Any] = {}
+        """Put the workers' reports together: each partition's outcomes (kept in the changelog,
+        counted since the app id's first event) and documents from the worker serving it; a
+        partition two workers report while it moves counts once."""
+        per_partition: dict[str, dict[str, Any]] = {}
         for answer in answers:
             if not answer.body:
                 continue
-            outcomes = answer.body["outcomes"]
-            _add_counts(totals, outcomes["total"])
-            _add_counts(reasons, outcomes.get("dead_letter_reasons", {}))
-            for partition, counts in outcomes["partitions"].items():
-                _add_counts(per_partition[partition], counts)
-            for partition, documents in answer.body["documents"].items():
-                per_partition[partition]["documents"] = documents
+            for partition, counts in answer.body["outcomes"]["partitions"].items():
+                per_partition.setdefault(partition, {**counts, "documents": answer.body["documents"].get(partition, 0)})
+        totals: dict[str, Any] = {}
+        reasons: dict[str, Any] = {}
+        for counts in per_partition.values():
+            _add_counts(totals, {name: n for name, n in counts.items() if name in OUTCOMES})
+            _add_counts(reasons, counts["dead_letter_reasons"])
         return {
             "documents": sum(p.get("documents", 0) for p in per_partition.values()),
             "outcomes": totals, "dead_letter_reasons": reasons,
@@ -255,8 +256,21 @@ class Api:
         app = self.parts.app
         recovered = app.tables.recovery.completed.is_set()
         indexes_built = self.parts.table.store.ready
-        return {"ready": recovered and indexes_built and not app.rebalancing,
-                "recovered": recovered, "indexes_built": indexes_built, "rebalancing": app.rebalancing}
+        ingest = self.parts.status.report()
+        return {"ready": recovered and indexes_built and not app.rebalancing and ingest["flowing"],
+                "recovered": recovered, "indexes_built": indexes_built, "rebalancing": app.rebalancing,
+                "ingest": ingest}
+
+
+def _outcome_report(per_partition: Mapping[int, dict[str, Any]], embeddings_reused: int) -> dict[str, Any]:
+    """A worker's outcome counts: per partition it serves, in total, and dead letters by reason."""
+    total: dict[str, Any] = {name: 0 for name in OUTCOMES}
+    reasons: dict[str, Any] = {}
+    for counts in per_partition.values():
+        _add_counts(total, {name: counts[name] for name in OUTCOMES})
+        _add_counts(reasons, counts["dead_letter_reasons"])
+    return {"total": total, "dead_letter_reasons": reasons, "embeddings_reused": embeddings_reused,
+            "partitions": {str(p): counts for p, counts in per_partition.items()}}
 
 
 def _partitions(body: LocalResult | Mapping[str, Any]) -> list[int]:
