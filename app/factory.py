@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import faust
 
@@ -12,20 +15,28 @@ from agents.ingest import ConsumerPositions, IngestProcessor, Options, register_
 from agents.status import IngestStatus
 from app.cdc import cdc_parsers
 from app.embedding import EmbeddingService, embedder_from_settings
+from app.http.auth import ClusterSecret
+from app.http.fanout import FanOut
 from app.http.metrics import Metrics
+from app.http.openapi import build_openapi
+from app.http.service import SearchService
+from app.http.views import WorkerFacts, register_views
 from app.settings import Settings
 from app.topics import bootstrap
 from index.events import parse_event
-from index.partition import PartitionIndex
+from index.hnsw import VectorIndex
 from tables.producer import MAX_REQUEST_BYTES, DurableProducer
-from tables.vectors import VectorTable, raw_bytes
+from tables.vectors import VectorTable, keep_standbys_fresh, raw_bytes
 
 logger = logging.getLogger(__name__)
+
+STANDBY_FLUSH_SECONDS = 0.02
+"""How often buffered standby changelog records are applied (a warm standby answers queries)."""
 
 
 @dataclass
 class Streamvec:
-    """A worker's parts, for the web views and the CLI to reach."""
+    """A worker's parts, for the CLI and the tests to reach."""
 
     settings: Settings
     app: faust.App
@@ -33,12 +44,11 @@ class Streamvec:
     embedding: EmbeddingService
     status: IngestStatus
     metrics: Metrics
+    service: SearchService
 
 
 def create_app(settings: Settings) -> Streamvec:
     """Build the Faust app, the vectors table, the ingest agent and the HTTP views."""
-    from app.http.views import register_views
-
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -69,21 +79,25 @@ def create_app(settings: Settings) -> Streamvec:
     embedder = embedder_from_settings(settings)
     logger.info("model %s loaded: %d dimensions, %s", embedder.model_id, embedder.dim, embedder.describe())
     embedding = EmbeddingService(embedder, query_cache_size=settings.query_cache_size)
-    dim = embedder.dim
-
-    def new_index() -> PartitionIndex:
-        return PartitionIndex(dim, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
-                              ef_search=settings.ef_search)
-
-    table = app.tables.add(VectorTable(app, index_factory=new_index, partitions=settings.partitions,
+    index = VectorIndex(embedder.dim, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
+                        ef_search=settings.ef_search)
+    table = app.tables.add(VectorTable(app, index=index, partitions=settings.partitions,
                                          options=settings.rocksdb_options))
-    parsers = {settings.events_topic: partial(parse_event, dim=dim), **cdc_parsers(settings, dim)}
+    keep_standbys_fresh(app, STANDBY_FLUSH_SECONDS)
+    status = IngestStatus()
+    metrics = Metrics(table, status, app)
+    _register_ingest(app, settings, table, embedding, status, metrics)
+    service = _register_http(app, settings, table, embedding, status, metrics)
+    return Streamvec(settings, app, table, embedding, status, metrics, service)
+
+
+def _register_ingest(app: faust.App, settings: Settings, table: VectorTable, embedding: EmbeddingService,
+                     status: IngestStatus, metrics: Metrics) -> None:
+    parsers = {settings.events_topic: partial(parse_event, dim=embedding.dim), **cdc_parsers(settings, embedding.dim)}
     # internal=True: Faust creates the events topic (with our partition count) before it
     # subscribes, so a worker started before the first producer still consumes it. A CDC
     # topic already exists with that count: cdc_parsers checked it.
     topic = app.topic(*parsers, schema=raw_bytes(), partitions=settings.partitions, internal=True)
-    status = IngestStatus()
-    metrics = Metrics(table, status, app)
     # Sized for any dead letter of a record an input topic accepted (its default limit is 1 MB).
     dead_letters = app.topic(settings.dead_letter_topic, schema=raw_bytes(), internal=True,
                              config={"max.message.bytes": str(MAX_REQUEST_BYTES)})
@@ -92,13 +106,54 @@ def create_app(settings: Settings) -> Streamvec:
                       max_record_bytes=settings.max_record_bytes)
     processor = IngestProcessor(table, embedding, producer, ConsumerPositions(app), status, parsers=parsers,
                                 dead_letter_topic=settings.dead_letter_topic, options=options,
-                                on_searchable=metrics.observe_searchable, may_retry=lambda: not (app.rebalancing or app.should_stop))
+                                on_searchable=metrics.observe_searchable,
+                                may_retry=lambda: not (app.rebalancing or app.should_stop))
     register_ingest(app, topic, processor, dead_letters, settings.ingest_batch_size, settings.ingest_batch_wait)
 
     @app.on_before_shutdown.connect
     async def stop_producer(sender: faust.App, **kwargs: object) -> None:
         await producer.stop()
 
-    parts = Streamvec(settings, app, table, embedding, status, metrics)
-    register_views(parts)
-    return parts
+
+def _register_http(app: faust.App, settings: Settings, table: VectorTable, embedding: EmbeddingService,
+                   status: IngestStatus, metrics: Metrics) -> SearchService:
+    secret = ClusterSecret(settings.cluster_secret, settings.broker_url, settings.cluster_secret_topic)
+    app.task(secret.get)  # fetched at start: the first fan-out should not wait for Kafka
+    fanout = FanOut(app, settings.fanout_timeout, secret, table.changelog_topic_name)
+    threads = os.cpu_count() or 2
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="search")
+    service = SearchService(table=table, embed_query=embedding.embed_query, fanout=fanout,
+                            partitions=settings.partitions, events_topic=settings.events_topic,
+                            max_standby_lag=settings.max_standby_lag, read_wait=settings.read_wait,
+                            metrics=metrics, pool=pool, threads=threads)
+
+    def readiness() -> dict[str, Any]:
+        """Ready: recovered, not rebalancing, every held partition built, ingest flowing, and the
+        group's assignment covering every partition of every input topic."""
+        recovered = app.tables.recovery.completed.is_set()
+        indexes_built = table.store.ready
+        covered = service.group_holds_everything() and _inputs_assigned(app, table, parsers_topics)
+        ingest = status.report()
+        return {"ready": recovered and indexes_built and covered and not app.rebalancing and ingest["flowing"],
+                "recovered": recovered, "indexes_built": indexes_built, "partitions_covered": covered,
+                "rebalancing": app.rebalancing, "ingest": ingest}
+
+    parsers_topics = {settings.events_topic, *([settings.cdc_topic] if settings.cdc_topic else [])}
+    facts = WorkerFacts(dim=embedding.dim, readiness=readiness, embeddings_reused=lambda: status.embeddings_reused,
+                        query_cache=embedding.cache_stats,
+                        openapi=build_openapi(embedding.dim, protected=bool(settings.api_key)))
+    register_views(app.web.web_app, service, facts, metrics, settings.api_key, secret)
+
+    async def close(web_app: Any) -> None:
+        await fanout.close()
+        pool.shutdown(wait=False)
+    app.web.web_app.on_cleanup.append(close)
+    return service
+
+
+def _inputs_assigned(app: faust.App, table: VectorTable, topics: set[str]) -> bool:
+    """Each partition this worker owns is assigned to it on every input topic too (a topic created
+    after the group formed can be missing from an assignment until the next rebalance)."""
+    actives = {(tp.topic, tp.partition) for tp in app.assignor.assigned_actives()}
+    owned = {p for topic, p in actives if topic == table.changelog_topic_name}
+    return all((topic, p) in actives for p in owned for topic in topics)

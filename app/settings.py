@@ -65,6 +65,8 @@ class Settings:
     web_port: int = field(default=6066, metadata={"doc": "HTTP port of this worker."})
     web_bind: str = field(default="0.0.0.0", metadata={"doc": "Interface the HTTP server listens on."})
     fanout_timeout: float = field(default=2.0, metadata={"doc": "Seconds a query waits for another worker before reporting its partitions missing."})
+    max_standby_lag: int = field(default=0, metadata={"doc": "A standby copy answers queries for its partition while its index is at most this many changelog records behind the end its consumer last saw; else the active owner is asked. Raise it to keep answers local while ingest runs, at the cost of that much staleness (`after` still holds)."})
+    read_wait: float = field(default=1.0, metadata={"doc": "Seconds a search with `after` waits for a copy to apply those offsets before it reports the partition as `behind`."})
     standby_replicas: int = field(default=1, metadata={"doc": "Standby copies of each table partition kept by other workers."})
     session_timeout: float = field(default=10.0, metadata={"doc": "Kafka consumer session timeout: how fast a dead worker's partitions move."})
     heartbeat_interval: float = field(default=1.0, metadata={"doc": "Kafka consumer heartbeat interval."})
@@ -169,8 +171,10 @@ class Settings:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.web_port < 65536:
             raise SettingsError(f"{ENV_PREFIX}WEB_PORT must be a TCP port, got {self.web_port}")
-        if self.fanout_timeout <= 0 or self.session_timeout <= 0:
+        if self.fanout_timeout <= 0 or self.session_timeout <= 0 or self.read_wait < 0:
             raise SettingsError("timeouts must be positive")
+        if self.max_standby_lag < 0:
+            raise SettingsError(f"{ENV_PREFIX}MAX_STANDBY_LAG cannot be negative")
         choices = {"quantize": ("none", "int8"), "embed_provider": ("cpu", "cuda"), "event_loop": ("uvloop", "asyncio")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

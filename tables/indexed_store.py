@@ -1,16 +1,18 @@
-"""A RocksDB table store that keeps one HNSW index per owned partition, in step with the changelog.
+"""A RocksDB table store whose partitions feed one HNSW index, in step with the changelog.
 
-Data reaches a partition through three doors (notes/faust-internals.md §2.5), and each reaches its
-index too:
+The worker's :class:`~index.hnsw.VectorIndex` holds every partition the worker has, active or
+standby: a standby's copy is kept warm by the changelog, so a query can be answered where it
+arrives and a standby is promoted without a rebuild. Data reaches a partition through three doors
+(notes/faust-internals.md §2.5), and each reaches the index too:
 
 * :meth:`IndexedStore.commit`: the ingest agent's batches, written here only after the changelog
   acknowledged them. Records, the partition's progress record and the changelog offset go into
   RocksDB in one write batch, so the local store is never ahead of the changelog, and a restart
   replays exactly what it lacks (Faust recovers from the persisted offset);
 * ``apply_changelog_batch``: changelog replay during recovery, and standby updates;
-* ``on_recovery_completed``: the end of every rebalance, when the partitions this worker owns are
-  known. A newly owned partition's index is built from its local RocksDB there, because recovery
-  replays only what came after the persisted offset.
+* ``on_recovery_completed``: the end of every rebalance, when the partitions this worker holds are
+  known. A newly held partition is built into the index from its local RocksDB there, because
+  recovery replays only what came after the persisted offset.
 
 Index work never runs on the event loop. Each partition has a slot with a :class:`Lane`: its jobs
 run one at a time in order, partitions in parallel on one shared pool. A build reads RocksDB in
@@ -18,7 +20,7 @@ chunks, each a lane job that takes the database handle when it runs and drops it
 a queued build holds no handle, and a build of a partition that moves stops at its next chunk
 (Faust can then reopen the partition's database without hitting its lock). Writes that arrive
 during a build wait in the slot and are applied when it ends, in order. A slot's state changes
-under the slot's lock; the loop only reads the published index.
+under the slot's lock; the loop only reads it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,76 +40,81 @@ from faust.types import TP, EventT
 from rocksdict import WriteBatch
 
 from index import codec, progress
-from index.partition import PartitionIndex
+from index.hnsw import VectorIndex
+from index.progress import Progress
 from tables.lanes import Lane
 
 logger = logging.getLogger(__name__)
 
-IndexFactory = Callable[[], PartitionIndex]
 Op = tuple[bytes, bytes | None]
 BUILD_CHUNK = 1024
 """Records a build reads and inserts per lane job: the longest a build keeps a pool thread, and so
 the longest it can delay another partition's writes."""
 _MOVE_WAIT_SECONDS = 30.0
+UNKNOWN_LAG = 1 << 62
+
+
+@dataclass(frozen=True)
+class Copy:
+    """This worker's copy of one partition, as the query path sees it."""
+
+    partition: int
+    active: bool
+    built: bool
+    lag: int  # changelog records not yet in the index (0 for an active copy)
+    applied: Progress  # the progress record the index has taken: what ingest had done
 
 
 class _Slot:
-    """One partition's index on this worker: being built, or published and fed in order."""
+    """One partition's documents in the index: being built, or built and fed in order."""
 
-    def __init__(self, partition: int, lane: Lane, building: PartitionIndex) -> None:
+    def __init__(self, partition: int, lane: Lane) -> None:
         self.partition = partition
         self.lane = lane
         self.lock = threading.Lock()
-        self.index: PartitionIndex | None = None  # published: answers queries
-        self.building: PartitionIndex | None = building  # filled by the build's chunks
-        self.pending: list[Op] = []  # writes that arrived during the build
+        self.built = False
+        self.building = True
+        self.pending: list[tuple[list[Op], int]] = []  # writes (and their changelog offset) during the build
         self.cancelled = False
+        self.offset = -1  # the last changelog offset whose record the index has taken
+        self.applied = Progress()
 
 
 class IndexedStore(Store):
-    """Faust's RocksDB store plus partition indexes; see the module docstring for the flow."""
+    """Faust's RocksDB store plus the worker's index; see the module docstring for the flow."""
 
-    def __init__(self, *args: Any, index_factory: IndexFactory, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, index: VectorIndex, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._index_factory = index_factory
+        self.index = index
         self._slots: dict[int, _Slot] = {}
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="index")
 
-    # ---- what the web layer and the ingest agent read ------------------------------------
+    # ---- what the query path and the ingest agent read ------------------------------------
 
-    def serving(self) -> dict[int, PartitionIndex]:
-        """Indexes that answer queries: built, owned, and still in the group's latest assignment.
-
-        The assignment check matters between a new assignment and the end of its recovery:
-        a partition that just moved away must not be answered from a copy that no longer
-        receives writes.
-        """
-        assigned = {tp.partition for tp in self.app.assignor.assigned_actives()
-                    if tp.topic in self.table.changelog_topic.topics}
-        return {p: slot.index for p, slot in list(self._slots.items())
-                if slot.index is not None and p in assigned}
+    def copies(self) -> dict[int, Copy]:
+        """Every partition this worker holds in the latest assignment, with its state."""
+        actives = self._changelog_partitions(self.app.assignor.assigned_actives())
+        standbys = self._changelog_partitions(self.app.assignor.assigned_standbys())
+        found = {}
+        for partition, slot in list(self._slots.items()):
+            if partition in actives or partition in standbys:
+                active = partition in actives
+                lag = 0 if active else self._lag(partition, slot)
+                found[partition] = Copy(partition, active, slot.built, lag, slot.applied)
+        return found
 
     @property
     def ready(self) -> bool:
-        """Every owned partition's index is built."""
-        return all(slot.index is not None for slot in list(self._slots.values()))
+        """Every partition this worker holds is built into the index."""
+        return all(slot.built for slot in list(self._slots.values()))
 
     def read(self, partition: int, key: bytes) -> bytes | None:
-        """``key`` as stored in ``partition``'s RocksDB (an active partition of this worker)."""
+        """``key`` as stored in ``partition``'s RocksDB (a partition this worker holds)."""
         return self._db_for_partition(partition).get(key)
 
-    def progress(self, partition: int) -> progress.Progress:
+    def progress(self, partition: int) -> Progress:
         """What ingest has done in ``partition`` so far (see :mod:`index.progress`)."""
         return progress.decode(self.read(partition, progress.KEY))
-
-    def get_owned(self, key: bytes) -> bytes | None:
-        """Read ``key`` from the partitions this worker serves (standby copies are not answers)."""
-        for partition in sorted(self.serving()):
-            db = self._dbs.get(partition)
-            value = None if db is None else db.get(key)
-            if value is not None:
-                return value
-        return None
 
     # ---- the ingest agent's door ---------------------------------------------------------
 
@@ -115,7 +123,7 @@ class IndexedStore(Store):
 
         One RocksDB write batch holds the records and the new persisted offset, so after any
         crash the store is at a changelog offset and recovery replays what comes after it.
-        Returns the index job's future, or None while the partition's index is being built (the
+        Returns the index job's future, or None while the partition is being built (the
         writes are applied when the build ends).
         """
         batch = WriteBatch(raw_mode=True)
@@ -123,7 +131,7 @@ class IndexedStore(Store):
             batch.put(key, value)
         batch.put(self.offset_key, str(changelog_offset).encode())
         self._db_for_partition(partition).write(batch)
-        return self._enqueue(partition, writes)
+        return self._enqueue(partition, list(writes), changelog_offset)
 
     def _set(self, key: bytes, value: bytes | None) -> None:
         raise TypeError("the vectors table is written only through IndexedStore.commit, after the changelog "
@@ -140,33 +148,36 @@ class IndexedStore(Store):
         events = list(batch)
         super().apply_changelog_batch(events, to_key, to_value)
         by_partition: dict[int, list[Op]] = {}
+        last: dict[int, int] = {}
         for event in events:
-            by_partition.setdefault(event.message.partition, []).append((event.message.key, event.message.value))
+            message = event.message
+            by_partition.setdefault(message.partition, []).append((message.key, message.value))
+            last[message.partition] = max(message.offset, last.get(message.partition, -1))
         for partition, ops in by_partition.items():
-            self._enqueue(partition, ops)
+            self._enqueue(partition, ops, last[partition])
 
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
     ) -> None:
-        # Stop what runs for the revoked partitions first: Faust drops their databases next, and
-        # a build still reading one would keep its lock.
-        lost = {tp.partition for tp in revoked if tp.topic in self.table.changelog_topic.topics}
+        # Stop what runs for the partitions no longer held first: Faust drops their databases
+        # next, and a build still reading one would keep its lock.
+        lost = self._changelog_partitions(revoked) - self._changelog_partitions(assigned)
         await self._close_slots(lost)
-        if lost:
-            logger.info("partitions %s revoked: their indexes are dropped", sorted(lost))
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
-        topics = self.table.changelog_topic.topics
-        owned = {tp.partition for tp in active_tps if tp.topic in topics}
-        await self._read_from_progress(owned)
-        await self._close_slots(set(self._slots) - owned)
-        to_build = sorted(owned - set(self._slots))
+        actives = self._changelog_partitions(active_tps)
+        held = actives | self._changelog_partitions(standby_tps)
+        await self._read_from_progress(actives)
+        await self._close_slots(set(self._slots) - held)
+        to_build = sorted(held - set(self._slots))
         for partition in to_build:
-            slot = self._slots[partition] = _Slot(partition, Lane(self._pool), self._index_factory())
+            slot = self._slots[partition] = _Slot(partition, Lane(self._pool))
+            self._db_for_partition(partition)  # a standby's database may not be open yet
             slot.lane.submit(self._build_chunk, slot, None)
-        logger.info("recovery completed: serving partitions %s, building %s", sorted(owned), to_build)
+        logger.info("recovery completed: active partitions %s, standby %s, building %s",
+                    sorted(actives), sorted(held - actives), to_build)
 
     async def _read_from_progress(self, partitions: set[int]) -> None:
         """Commit, for each input partition, the first offset its progress record says is not done.
@@ -192,71 +203,96 @@ class IndexedStore(Store):
 
     # ---- slots ------------------------------------------------------------------------
 
-    def _enqueue(self, partition: int, ops: list[Op] | Sequence[tuple[bytes, bytes]]) -> Future[None] | None:
+    def _changelog_partitions(self, tps: Iterable[TP]) -> set[int]:
+        topics = self.table.changelog_topic.topics
+        return {tp.partition for tp in tps if tp.topic in topics}
+
+    def _lag(self, partition: int, slot: _Slot) -> int:
+        """Changelog records of a standby partition not yet in the index, against the end offset the
+        consumer last saw; before it has seen one, the lag is unknown and counts as very large."""
+        try:
+            highwater = self.app.consumer.highwater(TP(self.table.changelog_topic_name, partition))
+        except (AssertionError, KeyError, RuntimeError):
+            highwater = None
+        return UNKNOWN_LAG if highwater is None else max(0, highwater - 1 - slot.offset)
+
+    def _enqueue(self, partition: int, ops: list[Op], offset: int) -> Future[None] | None:
         slot = self._slots.get(partition)
         if slot is None:
-            return None  # a standby partition, or one whose build reads RocksDB anyway
+            return None  # not held yet: the build reads RocksDB anyway
         with slot.lock:
-            if slot.building is not None:
-                slot.pending.extend(ops)
+            if slot.building:
+                slot.pending.append((ops, offset))
                 return None
-        return slot.lane.submit(self._apply, slot, list(ops))
+        return slot.lane.submit(self._apply, slot, ops, offset)
 
     async def _close_slots(self, partitions: set[int]) -> None:
-        """Stop serving ``partitions`` now, and wait until no job of theirs runs any more."""
-        idle: list[Future[None]] = []
+        """Stop answering for ``partitions`` now, let running jobs end, and drop their documents."""
+        closed: list[_Slot] = []
         for partition in partitions:
             slot = self._slots.pop(partition, None)
             if slot is not None:
                 with slot.lock:
                     slot.cancelled = True
-                    slot.index = slot.building = None
+                    slot.built = False
                     slot.pending = []
-                idle.append(slot.lane.idle())
-        if idle:
-            done, running = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: wait(idle, timeout=_MOVE_WAIT_SECONDS))
-            if running:
-                logger.warning("index jobs of partitions %s still ran %.0f s after the partitions moved",
-                               sorted(partitions), _MOVE_WAIT_SECONDS)
+                closed.append(slot)
+        if not closed:
+            return
+        loop = asyncio.get_running_loop()
+        done, running = await loop.run_in_executor(None, lambda: wait([s.lane.idle() for s in closed],
+                                                                       timeout=_MOVE_WAIT_SECONDS))
+        if running:
+            logger.warning("index jobs of partitions %s still ran %.0f s after the partitions moved",
+                           sorted(partitions), _MOVE_WAIT_SECONDS)
+        dropped = await loop.run_in_executor(
+            self._pool, lambda: sum(self.index.drop_partition(slot.partition) for slot in closed))
+        logger.info("partitions %s no longer held here: %d documents dropped from the index",
+                    sorted(partitions), dropped)
 
-    def _apply(self, slot: _Slot, ops: list[Op]) -> None:
+    def _apply(self, slot: _Slot, ops: list[Op], offset: int) -> None:
         with slot.lock:
             if slot.cancelled:
                 return
-            if slot.building is not None:  # a rebuild started after this job was queued
-                slot.pending.extend(ops)
+            if slot.building:  # a rebuild started after this job was queued
+                slot.pending.append((ops, offset))
                 return
-            index = slot.index
-        assert index is not None
         try:
-            apply_ops(index, ops)
+            self._take(slot, ops, offset)
         except Exception:
-            logger.exception("partition %d: index update failed; rebuilding the index from the local store",
+            logger.exception("partition %d: index update failed; rebuilding it from the local store",
                              slot.partition)
             self._rebuild(slot)
+
+    def _take(self, slot: _Slot, ops: list[Op], offset: int) -> None:
+        """Apply ``ops`` to the index and remember how far the partition's copy now is."""
+        applied = apply_ops(self.index, slot.partition, ops)
+        if applied is not None:
+            slot.applied = applied
+        slot.offset = max(slot.offset, offset)
 
     def _rebuild(self, slot: _Slot) -> None:
         with slot.lock:
             if slot.cancelled:
                 return
-            slot.index, slot.building, slot.pending = None, self._index_factory(), []
+            slot.built, slot.building, slot.pending = False, True, []
         slot.lane.submit(self._build_chunk, slot, None)
 
     def _build_chunk(self, slot: _Slot, after: bytes | None) -> None:
         """Insert the next :data:`BUILD_CHUNK` records after key ``after``; queue the next chunk or finish."""
-        with slot.lock:
-            index = slot.building
-        if slot.cancelled or index is None:
-            return
-        ops, last = self._read_chunk(slot.partition, after)
-        if ops is None:
-            logger.info("partition %d: its database is closed; build abandoned", slot.partition)
+        if slot.cancelled:
             return
         try:
-            apply_ops(index, ops)
+            if after is None:
+                self.index.drop_partition(slot.partition)
+                self.index.reserve(self._estimated_documents(slot.partition))
+            ops, last = self._read_chunk(slot.partition, after)
+            if ops is None:
+                logger.info("partition %d: its database is closed; build abandoned", slot.partition)
+                return
+            apply_ops(self.index, slot.partition, ops)
             if last is None:
-                self._publish(slot, index)
+                self._publish(slot)
         except Exception:
             logger.exception("partition %d: index build failed; retrying it from the start", slot.partition)
             self._rebuild(slot)
@@ -264,9 +300,15 @@ class IndexedStore(Store):
         if last is not None:
             slot.lane.submit(self._build_chunk, slot, last)
 
+    def _estimated_documents(self, partition: int) -> int:
+        db = self._dbs.get(partition)
+        estimate = db.property_int_value("rocksdb.estimate-num-keys") if db is not None else None
+        return int(estimate or 0)
+
     def _read_chunk(self, partition: int, after: bytes | None) -> tuple[list[Op] | None, bytes | None]:
         """Up to :data:`BUILD_CHUNK` document records after ``after``, and the key to go on from
-        (None at the end). The database handle is held only for this read."""
+        (None at the end). The database handle is held only for this read; the progress record
+        read with the first chunk tells how far the copy is."""
         db = self._dbs.get(partition)
         if db is None:
             return None, None
@@ -275,7 +317,7 @@ class IndexedStore(Store):
         items = db.items(from_key=after) if after is not None else db.items()
         try:
             for key, value in items:
-                if key == after or key == self.offset_key or key == progress.KEY:
+                if key == after or key == self.offset_key:
                     continue
                 ops.append((key, value))
                 if len(ops) == BUILD_CHUNK:
@@ -285,50 +327,58 @@ class IndexedStore(Store):
             del items, db
         return ops, last
 
-    def _publish(self, slot: _Slot, index: PartitionIndex) -> None:
-        """Apply the writes that came during the build, then let the index answer queries."""
+    def _publish(self, slot: _Slot) -> None:
+        """Apply the writes that came during the build, then let the copy answer queries."""
+        persisted = self.persisted_offset(TP(self.table.changelog_topic_name, slot.partition))
+        slot.offset = max(slot.offset, -1 if persisted is None else persisted)
+        slot.applied = self.progress(slot.partition)
         while True:
             with slot.lock:
                 if slot.cancelled:
                     return
                 pending, slot.pending = slot.pending, []
                 if not pending:
-                    slot.index, slot.building = index, None
+                    slot.built, slot.building = True, False
                     break
-            apply_ops(index, pending)
-        logger.info("partition %d: index built from the local store, %d documents", slot.partition, len(index))
+            for ops, offset in pending:
+                self._take(slot, ops, offset)
+        logger.info("partition %d: built into the index from the local store, %d documents",
+                    slot.partition, self.index.count(slot.partition))
 
 
-def apply_ops(index: PartitionIndex, ops: Iterable[Op]) -> None:
-    """Apply table writes to an index: upserts in bulk, deletes and tombstones in order.
+def apply_ops(index: VectorIndex, partition: int, ops: Iterable[Op]) -> Progress | None:
+    """Apply table writes of ``partition`` to the index: upserts in bulk, deletes and tombstones in
+    order. Returns the last progress record among them (it is not a document).
 
     Consecutive upserts go to ``upsert_many`` (hnswlib adds a batch on several threads);
     a delete flushes the upserts before it so the order of writes to one id is kept.
-    The progress record is not a document and is skipped.
     """
     ids: list[str] = []
     vectors: list[Any] = []
     metadatas: list[Any] = []
+    applied: Progress | None = None
 
     def flush() -> None:
         if ids:
-            index.upsert_many(ids, np.stack(vectors), metadatas)
+            index.upsert_many(ids, np.stack(vectors), metadatas, partition)
             ids.clear(), vectors.clear(), metadatas.clear()
 
     for key, value in ops:
         if key == progress.KEY:
+            applied = progress.decode(value)
             continue
         doc_id = key.decode()
         try:
             record = None if value is None else codec.decode(value)
         except codec.CodecError as exc:
-            logger.error("document %r: unreadable record skipped: %s", doc_id, exc)
+            logger.error("partition %d, document %r: unreadable record skipped: %s", partition, doc_id, exc)
             continue
         if record is None or record.deleted:
             flush()
-            index.delete(doc_id)
+            index.delete(doc_id, partition)
         else:
             ids.append(doc_id)
             vectors.append(record.vector)
             metadatas.append(record.metadata)
     flush()
+    return applied

@@ -125,16 +125,24 @@ class Worker:
 
 
 def wait_for_documents(worker: Worker, expected: int, timeout: float, interval: float = 0.5) -> dict[str, Any]:
-    """Wait until ``worker`` reports ``expected`` documents over all partitions, none missing."""
+    """Wait until ``worker`` reports ``expected`` documents over all partitions, none missing, and
+    every standby copy holds what its active copy holds (a standby answers queries too)."""
     def complete() -> dict[str, Any] | None:
         if not worker.alive():
             raise AssertionError(f"worker {worker.name} exited:\n{worker.log_tail()}")
         stats = worker.stats()
-        return stats if stats["documents"] == expected and not stats["partial"] else None
+        return stats if stats["documents"] == expected and not stats["partial"] and copies_agree(stats) else None
     try:
         return wait_for(f"{expected} documents through {worker.name}", complete, timeout, interval)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- {worker.name} log ---\n{worker.log_tail()}") from None
+
+
+def copies_agree(stats: dict[str, Any]) -> bool:
+    """Whether every standby copy in ``stats`` holds as many documents as its partition's active copy."""
+    actives = {p: counts["documents"] for p, counts in stats["per_partition"].items()}
+    return all(copy["documents"] == actives.get(p) for body in stats["workers"].values() if "standbys" in body
+               for p, copy in body["standbys"].items())
 
 
 def stop_all(workers: Iterable[Worker]) -> None:

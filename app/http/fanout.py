@@ -38,8 +38,9 @@ class Answer(Generic[T]):
 class FanOut:
     """Sends one internal request to every member; calls this worker's own handler directly."""
 
-    def __init__(self, app: faust.App, timeout: float, secret: ClusterSecret) -> None:
+    def __init__(self, app: faust.App, timeout: float, secret: ClusterSecret, changelog_topic: str) -> None:
         self._app = app
+        self._changelog = changelog_topic
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._secret = secret
         self._session: aiohttp.ClientSession | None = None
@@ -66,11 +67,31 @@ class FanOut:
             for url in members
         )))
 
+    def owners(self, exclude_self: bool = False) -> dict[str, set[int]]:
+        """The active owner of each partition of the vectors table, as ``{member url: partitions}``."""
+        own = _ident(str(self._app.conf.canonical_url))
+        found: dict[str, set[int]] = {}
+        for url, tables in self._app.router.tables_metadata().items():
+            if exclude_self and _ident(str(url)) == own:
+                continue
+            found[str(url)] = {p for topic, parts in tables.items() if topic == self._changelog for p in parts}
+        return found
+
+    async def ask_each(self, path: str, requests: dict[str, bytes], content_type: str,
+                       decode: Callable[[bytes], T], local: Callable[[], Awaitable[T | None]]) -> list[Answer[T]]:
+        """A request of its own to each member in ``requests`` and ``local()`` for this one, at once."""
+        own = str(self._app.conf.canonical_url)
+        if not requests:  # the common case: this worker answers alone, no task, no gather
+            return [Answer(own, await local())]
+        headers = {"Content-Type": content_type, SECRET_HEADER: await self._secret.get()}
+        return list(await asyncio.gather(self._ask_local(own, local), *(
+            self._ask_remote(url, path, body, headers, decode) for url, body in requests.items())))
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
-    async def _ask_local(self, url: str, local: Callable[[], Awaitable[T]]) -> Answer[T]:
+    async def _ask_local(self, url: str, local: Callable[[], Awaitable[T | None]]) -> Answer[T]:
         return Answer(url, await local())
 
     async def _ask_remote(self, url: str, path: str, request: bytes, headers: dict[str, str],

@@ -34,14 +34,23 @@ class _StateCollector(Collector):
         self._app = app
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        documents = GaugeMetricFamily("streamvec_documents", "Live documents per owned partition", labels=["partition"])
-        for partition, count in self._table.counts().items():
-            documents.add_metric([str(partition)], count)
+        copies = self._table.copies()
+        documents = GaugeMetricFamily("streamvec_documents", "Live documents per partition this worker holds",
+                                      labels=["partition", "role"])
+        lag = GaugeMetricFamily("streamvec_standby_lag", "Changelog records a standby copy's index has not applied",
+                                labels=["partition"])
+        for partition, copy in copies.items():
+            documents.add_metric([str(partition), "active" if copy.active else "standby"],
+                                 self._table.index.count(partition))
+            if not copy.active:
+                lag.add_metric([str(partition)], copy.lag)
         yield documents
+        yield lag
         events = CounterMetricFamily("streamvec_events", "Consumed events by outcome, since the app id's first "
                                      "event (kept in the changelog)", labels=["partition", "outcome"])
         dead = CounterMetricFamily("streamvec_dead_letters", "Dead-lettered events by reason", labels=["partition", "reason"])
-        for partition, counts in self._table.outcomes().items():
+        for partition in sorted(p for p, c in copies.items() if c.active and c.built):
+            counts = self._table.progress(partition).counts()
             for outcome, count in counts.items():
                 if isinstance(count, int):
                     events.add_metric([str(partition), outcome], count)

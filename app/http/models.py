@@ -7,7 +7,7 @@ a typo in ``"filtr"`` must not silently return unfiltered results.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +20,11 @@ MAX_QUERY_TEXT = 10_000
 MAX_QUERY_PARAM = 500
 MAX_ID = 512
 MAX_IDS = 1000
+
+
+AFTER = ('Read your writes: {"<partition>": <offset>, …} of the events topic, as the producer returned them; '
+         "each partition is answered only by a copy that has applied that offset, waiting up to "
+         "STREAMVEC_READ_WAIT, else it is listed in partitions.behind.")
 
 
 class _Request(BaseModel):
@@ -43,6 +48,9 @@ class SearchBody(_Request):
     filter: dict[str, Any] = Field(None, description=(
         'Metadata filter, e.g. {"category": "animal", "year": {"$gte": 2020}}; operators $eq $ne $in $nin '
         "$gt $gte $lt $lte $exists $and $or; dotted names reach nested fields."))
+    include: list[Literal["metadata", "text"]] = Field(
+        None, max_length=2, description='What each result carries besides id and score (default: both).')
+    after: dict[str, int] = Field(None, description=AFTER)
 
     @model_validator(mode="after")
     def _one_query(self) -> SearchBody:
@@ -56,6 +64,7 @@ class BatchSearchBody(_Request):
     """Several queries answered with one fan-out to the workers."""
 
     queries: list[SearchBody] = Field(min_length=1, max_length=MAX_BATCH)
+    after: dict[str, int] = Field(None, description=AFTER)
 
 
 class DocumentsBody(_Request):
@@ -67,12 +76,14 @@ class DocumentsBody(_Request):
 class Hit(BaseModel):
     id: str
     score: float = Field(description="Cosine similarity, 1 = same direction.")
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = Field(None, description='Unless "include" leaves it out.')
+    text: str = Field(None, description='The indexed text, when it is stored and "include" asks for it.')
 
 
 class Partitions(BaseModel):
     answered: list[int]
     missing: list[int]
+    behind: list[int] = Field(None, description='Held, but not yet caught up with "after" when the read wait ended.')
 
 
 class Coverage(BaseModel):

@@ -8,10 +8,11 @@ into one readable sentence.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from app.http.models import MAX_QUERY_PARAM, BatchSearchBody, DocumentsBody, SearchBody
@@ -28,6 +29,9 @@ class RequestError(StreamvecError, ValueError):
         self.status = status
 
 
+INCLUDE_ALL = ("metadata", "text")
+
+
 @dataclass(frozen=True)
 class SearchRequest:
     """One validated query; exactly one of ``text``, ``vector`` and ``id`` is set."""
@@ -39,23 +43,60 @@ class SearchRequest:
     ef: int | None = None
     filter: Mapping[str, Any] | None = None
     predicate: Predicate | None = None
+    include: tuple[str, ...] = INCLUDE_ALL
 
 
-def parse_search(body: bytes | Mapping[str, Any], dim: int) -> SearchRequest:
-    """A ``POST /search`` body (raw JSON) or ``GET /search`` parameters, validated."""
-    return _checked(_validated(SearchBody, body), dim)
+@dataclass(frozen=True)
+class Row:
+    """What a worker needs to answer one query row: rows alike share one search. The filter is
+    kept as canonical JSON (rows compare by it); its compiled predicate travels along locally,
+    so a filter is compiled once per worker that answers."""
+
+    k: int
+    ef: int | None
+    filter: str | None
+    include: tuple[str, ...]
+    predicate: Predicate | None = field(default=None, compare=False, hash=False)
+
+    @classmethod
+    def of(cls, query: SearchRequest, extra: int = 0) -> Row:
+        spec = None if query.filter is None else orjson.dumps(query.filter, option=orjson.OPT_SORT_KEYS).decode()
+        return cls(query.k + extra, query.ef, spec, query.include, query.predicate)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Row:
+        spec = body["filter"]
+        return cls(int(body["k"]), body["ef"], spec, tuple(body["include"]),
+                   None if spec is None else parse_filter(orjson.loads(spec)))
+
+    def json(self) -> dict[str, Any]:
+        return {"k": self.k, "ef": self.ef, "filter": self.filter, "include": list(self.include)}
 
 
-def parse_batch(body: bytes, dim: int) -> list[SearchRequest]:
+def parse_search(body: bytes | Mapping[str, Any], dim: int) -> tuple[SearchRequest, dict[int, int]]:
+    """A ``POST /search`` body (raw JSON) or ``GET /search`` parameters, validated; and its ``after``."""
+    fields, vector = _split_vector(_json(body) if isinstance(body, bytes) else dict(body))
+    query = _validated(SearchBody, orjson.dumps(fields) if isinstance(body, bytes) else fields)
+    return _checked(query, vector, dim), _after(query.after)
+
+
+def parse_batch(body: bytes, dim: int) -> tuple[list[SearchRequest], dict[int, int]]:
     """A ``POST /search/batch`` body; the first bad query names its position."""
-    batch = _validated(BatchSearchBody, body)
+    raw = _json(body)
+    split = [_split_vector(q) if isinstance(q, dict) else (q, None)
+             for q in (raw.get("queries") if isinstance(raw, dict) and isinstance(raw.get("queries"), list) else [])]
+    if split:
+        raw = {**raw, "queries": [fields for fields, _ in split]}
+    batch = _validated(BatchSearchBody, orjson.dumps(raw))
     requests = []
-    for position, query in enumerate(batch.queries):
+    for position, (query, (_, vector)) in enumerate(zip(batch.queries, split, strict=True)):
         try:
-            requests.append(_checked(query, dim))
+            if query.after is not None:
+                raise RequestError('"after" belongs at the top level of a batch, not in a query')
+            requests.append(_checked(query, vector, dim))
         except RequestError as exc:
             raise RequestError(f"queries[{position}]: {exc}") from None
-    return requests
+    return requests, _after(batch.after)
 
 
 def parse_ids(body: bytes) -> list[str]:
@@ -96,7 +137,26 @@ def query_params(query: Mapping[str, str]) -> dict[str, Any]:
     return body
 
 
-def _validated(model: type[BaseModel], body: bytes | Mapping[str, Any]) -> Any:
+def _json(body: bytes) -> Any:
+    """Parse a body in C (orjson)."""
+    try:
+        return orjson.loads(body or b"null")
+    except orjson.JSONDecodeError:
+        raise RequestError("the request body is not valid JSON") from None
+
+
+def _split_vector(body: Any) -> tuple[Any, Any]:
+    """Take a list ``vector`` out of a query for :func:`unit_vector` to check in one numpy pass;
+    pydantic sees an empty list in its place (anything else stays for pydantic to refuse), so a
+    384-float body costs ~25 us to check instead of ~50 us through pydantic."""
+    if isinstance(body, dict) and isinstance(body.get("vector"), list):
+        return {**body, "vector": []}, body["vector"]
+    return body, None
+
+
+def _validated(model: type[BaseModel], body: bytes | dict[str, Any]) -> Any:
+    """JSON bodies are validated as JSON (pydantic's messages then speak of objects, not dicts);
+    the large vector was taken out and is checked on its own."""
     try:
         if isinstance(body, bytes):
             return model.model_validate_json(body or b"null")
@@ -105,10 +165,24 @@ def _validated(model: type[BaseModel], body: bytes | Mapping[str, Any]) -> Any:
         raise RequestError(_describe(exc)) from None
 
 
-def _checked(query: SearchBody, dim: int) -> SearchRequest:
-    vector = None if query.vector is None else parse_vector(query.vector, dim)
-    return SearchRequest(k=query.k, text=query.text, vector=vector, id=query.id, ef=query.ef,
-                         filter=query.filter, predicate=parse_filter(query.filter))
+def _checked(query: SearchBody, vector: Any, dim: int) -> SearchRequest:
+    include = INCLUDE_ALL if query.include is None else tuple(dict.fromkeys(query.include))
+    return SearchRequest(k=query.k, text=query.text, vector=None if vector is None else parse_vector(vector, dim),
+                         id=query.id, ef=query.ef, filter=query.filter, predicate=parse_filter(query.filter),
+                         include=include)
+
+
+def _after(after: Mapping[str, int] | None) -> dict[int, int]:
+    """``{"3": 120}`` as ``{3: 120}``; a key that is not a partition number is refused."""
+    if not after:
+        return {}
+    try:
+        parsed = {int(partition): offset for partition, offset in after.items()}
+    except ValueError:
+        raise RequestError('"after": keys are partition numbers, e.g. {"3": 120}') from None
+    if any(p < 0 or o < 0 for p, o in parsed.items()):
+        raise RequestError('"after": partitions and offsets cannot be negative')
+    return parsed
 
 
 def _describe(exc: ValidationError) -> str:

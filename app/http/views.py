@@ -1,51 +1,49 @@
 """HTTP API of every worker (DESIGN.md, Contracts): search, documents, health, stats.
 
-Public endpoints answer for the whole group: they fan out to every member's
-``/internal/*`` endpoint (or call this worker's own handler directly) and merge.
-Search traffic between workers uses the binary frames of :mod:`app.http.wire`.
+Thin aiohttp views: each parses its request (:mod:`app.http.requests`), asks the
+:class:`~app.http.service.SearchService`, and renders the frozen result. The service decides
+which workers answer for which partitions; ``/internal/*`` is what one worker answers for
+another, in the binary frames of :mod:`app.http.wire`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import os
 import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
+import orjson
 from aiohttp import web
 
 from app.http import wire
 from app.http.auth import ClusterSecret, auth_middleware
-from app.http.fanout import Answer, FanOut
-from app.http.openapi import build_openapi
-from app.http.requests import (RequestError, SearchRequest, parse_batch, parse_filter, parse_ids, parse_search,
-                               query_params)
-from index.partition import Hit
-from index.progress import OUTCOMES
-from tables.vectors import LocalResult, merge_hits
-
-if TYPE_CHECKING:
-    from app.factory import Streamvec
+from app.http.metrics import Metrics
+from app.http.requests import RequestError, Row, parse_batch, parse_ids, parse_search, query_params
+from app.http.service import (SearchResult, SearchService, encode_answer, encode_documents, not_found_message)
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _STARTED = time.time()
 
 
-def register_views(parts: Streamvec) -> None:
-    settings = parts.settings
-    secret = ClusterSecret(settings.cluster_secret, settings.broker_url, settings.cluster_secret_topic)
-    api = Api(parts, secret)
-    # Fetched at start, not on the first query: the first fan-out should not wait for Kafka.
-    parts.app.task(secret.get)
-    web_app = parts.app.web.web_app
-    web_app.middlewares.extend([json_errors, auth_middleware(settings.api_key, secret)])
+@dataclass(frozen=True)
+class WorkerFacts:
+    """What the views report about this worker besides the service's answers."""
+
+    dim: int
+    readiness: Callable[[], dict[str, Any]]
+    embeddings_reused: Callable[[], int]
+    query_cache: Callable[[], dict[str, Any]]
+    openapi: dict[str, Any]
+
+
+def register_views(web_app: web.Application, service: SearchService, facts: WorkerFacts, metrics: Metrics,
+                   api_key: str, secret: ClusterSecret) -> None:
+    api = Api(service, facts, metrics)
+    web_app.middlewares.extend([json_errors, auth_middleware(api_key, secret)])
     routes = web_app.router
     routes.add_post("/search", api.search_post)
     routes.add_get("/search", api.search_get)
@@ -60,7 +58,6 @@ def register_views(parts: Streamvec) -> None:
     routes.add_post("/internal/search", api.internal_search)
     routes.add_post("/internal/document", api.internal_document)
     routes.add_post("/internal/stats", api.internal_stats)
-    web_app.on_cleanup.append(api.on_cleanup)
 
 
 @web.middleware
@@ -69,267 +66,106 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except RequestError as exc:
-        return web.json_response({"error": str(exc)}, status=exc.status)
+        return _json({"error": str(exc)}, status=exc.status)
     except wire.FrameError as exc:
-        return web.json_response({"error": str(exc)}, status=400)
+        return _json({"error": str(exc)}, status=400)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return web.json_response({"error": exc.reason}, status=exc.status, headers=_allow(exc))
+        return _json({"error": exc.reason}, status=exc.status, headers=_allow(exc))
     except Exception:
         logger.exception("%s %s failed", request.method, request.path)
-        return web.json_response({"error": "internal error; the worker log has the details"}, status=500)
+        return _json({"error": "internal error; the worker log has the details"}, status=500)
 
 
 class Api:
-    """The views; each public one merges the members' answers."""
+    """The views."""
 
-    def __init__(self, parts: Streamvec, secret: ClusterSecret) -> None:
-        self.parts = parts
-        self.fanout = FanOut(parts.app, parts.settings.fanout_timeout, secret)
-        self.metrics = parts.metrics
-        self._search_threads = os.cpu_count() or 2
-        self._search_pool = ThreadPoolExecutor(max_workers=self._search_threads, thread_name_prefix="search")
-        self._openapi = build_openapi(parts.embedding.dim, protected=bool(parts.settings.api_key))
-
-    async def on_cleanup(self, web_app: web.Application) -> None:
-        await self.fanout.close()
-        self._search_pool.shutdown(wait=False)
+    def __init__(self, service: SearchService, facts: WorkerFacts, metrics: Metrics) -> None:
+        self.service = service
+        self.facts = facts
+        self.metrics = metrics
 
     # ---- public ---------------------------------------------------------------------
 
     async def search_post(self, request: web.Request) -> web.Response:
-        query = parse_search(await request.read(), self.parts.embedding.dim)
-        return web.json_response(await self._answer("search", [query], single=True))
+        query, after = parse_search(await request.read(), self.facts.dim)
+        return _json(_rendered(await self.service.search([query], after), single=True))
 
     async def search_get(self, request: web.Request) -> web.Response:
-        query = parse_search(query_params(request.query), self.parts.embedding.dim)
-        return web.json_response(await self._answer("search", [query], single=True))
+        query, after = parse_search(query_params(request.query), self.facts.dim)
+        return _json(_rendered(await self.service.search([query], after), single=True))
 
     async def search_batch(self, request: web.Request) -> web.Response:
-        queries = parse_batch(await request.read(), self.parts.embedding.dim)
-        return web.json_response(await self._answer("batch", queries, single=False))
+        queries, after = parse_batch(await request.read(), self.facts.dim)
+        return _json(_rendered(await self.service.search(queries, after, endpoint="batch"), single=False))
 
     async def document(self, request: web.Request) -> web.Response:
         doc_id = request.match_info["id"]
-        found, coverage = await self._find_documents([doc_id], vectors=False)
-        if doc_id not in found:
-            return _not_found(doc_id, coverage)
-        return web.json_response({**found[doc_id], **coverage})
+        found = await self.service.documents([doc_id])
+        if doc_id not in found.documents:
+            return _json({"error": not_found_message(doc_id, found.coverage), **found.coverage.json()},
+                         status=503 if found.coverage.partial else 404)
+        return _json({**found.documents[doc_id], **found.coverage.json()})
 
     async def documents(self, request: web.Request) -> web.Response:
         ids = parse_ids(await request.read())
-        found, coverage = await self._find_documents(ids, vectors=False)
-        return web.json_response({"documents": [found.get(doc_id) for doc_id in ids], **coverage})
+        found = await self.service.documents(ids)
+        return _json({"documents": [found.documents.get(doc_id) for doc_id in ids], **found.coverage.json()})
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
+        return _json({"status": "alive"})
 
     async def ready(self, request: web.Request) -> web.Response:
-        state = self._readiness()
-        return web.json_response(state, status=200 if state["ready"] else 503)
+        state = self.facts.readiness()
+        return _json(state, status=200 if state["ready"] else 503)
 
     async def stats(self, request: web.Request) -> web.Response:
-        answers = await self.fanout.ask("/internal/stats", b"{}", "application/json", self._local_stats, json.loads)
-        return web.json_response(self._merge_stats(answers))
+        return _json(await self.service.stats(self.facts.embeddings_reused, self.facts.query_cache,
+                                              self.facts.readiness, _identity()))
 
     async def metrics_view(self, request: web.Request) -> web.Response:
         body, content_type = self.metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(self._openapi)
+        return _json(self.facts.openapi)
 
-    # ---- internal: what one worker answers for its own partitions ---------------------
+    # ---- internal: what this worker answers for another -----------------------------------
 
     async def internal_search(self, request: web.Request) -> web.Response:
         header, vectors = wire.unpack(await request.read())
-        result = await self._local_search(vectors, header["rows"])
-        return web.Response(body=_encode_local(result), content_type=wire.CONTENT_TYPE)
+        rows = [Row.from_json(row) for row in header["rows"]]
+        after = {int(p): int(o) for p, o in header["after"].items()}
+        result = await self.service.answer(vectors, rows, set(header["partitions"]), after)
+        return web.Response(body=encode_answer(result), content_type=wire.CONTENT_TYPE)
 
     async def internal_document(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        return web.json_response(self._local_documents([str(doc_id) for doc_id in body["ids"]], bool(body["vectors"])))
+        header, _ = wire.unpack(await request.read())
+        found = self.service.local_documents([str(i) for i in header["ids"]], set(header["partitions"]),
+                                             bool(header["vectors"]))
+        return web.Response(body=encode_documents(found), content_type=wire.CONTENT_TYPE)
 
     async def internal_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(await self._local_stats())
-
-    # ---- search ---------------------------------------------------------------------
-
-    async def _answer(self, endpoint: str, queries: list[SearchRequest], single: bool) -> dict[str, Any]:
-        started = time.perf_counter()
-        with self.metrics.stage("embed"):
-            vectors = np.stack(await asyncio.gather(*(self._query_vector(q) for q in queries)))
-        # An `id` query asks for one more: the document itself is dropped from its own results.
-        rows = [{"k": q.k + (q.id is not None), "ef": q.ef, "filter": q.filter} for q in queries]
-        with self.metrics.stage("fanout"):
-            answers = await self.fanout.ask("/internal/search", wire.pack({"rows": rows}, vectors), wire.CONTENT_TYPE,
-                                            lambda: self._local_search(vectors, rows), _decode_local)
-        with self.metrics.stage("merge"):
-            results = []
-            for position, query in enumerate(queries):
-                hits = merge_hits([a.body.hits[position] for a in answers if a.body], rows[position]["k"])
-                results.append([_hit_json(h) for h in hits if h.id != query.id][:query.k])
-        took = time.perf_counter() - started
-        self.metrics.observe_query(endpoint, took)
-        return {"results": results[0] if single else results, **self._coverage(answers),
-                "took_ms": round(took * 1000, 3)}
-
-    async def _local_search(self, vectors: np.ndarray, rows: list[dict[str, Any]]) -> LocalResult:
-        """Search this worker's partitions; rows with the same k, ef and filter share one call."""
-        with self.metrics.stage("local_search"):
-            groups: dict[str, list[int]] = defaultdict(list)
-            for position, row in enumerate(rows):
-                groups[json.dumps(row, sort_keys=True)].append(position)
-            table = self.parts.table
-            results = await asyncio.gather(*(
-                table.search_local(vectors[positions], rows[positions[0]]["k"], rows[positions[0]]["ef"],
-                                   parse_filter(rows[positions[0]]["filter"]), self._search_pool, self._search_threads)
-                for positions in groups.values()))
-            hits: list[list[Hit]] = [[] for _ in rows]
-            for positions, result in zip(groups.values(), results, strict=True):
-                for position, found in zip(positions, result.hits, strict=True):
-                    hits[position] = found
-            # Partitions searched by every group: a partition that moved mid-request is not claimed.
-            searched = set.intersection(*(set(r.partitions) for r in results)) if results else set()
-            return LocalResult(hits=hits, partitions=sorted(searched))
-
-    async def _query_vector(self, query: SearchRequest) -> np.ndarray:
-        if query.vector is not None:
-            return query.vector
-        if query.text is not None:
-            return await self.parts.embedding.embed_query(query.text)
-        assert query.id is not None
-        found, coverage = await self._find_documents([query.id], vectors=True)
-        if query.id not in found:
-            raise RequestError(_not_found_message(query.id, coverage), status=503 if coverage["partial"] else 404)
-        return np.asarray(found[query.id]["vector"], dtype=np.float32)
-
-    # ---- documents and stats --------------------------------------------------------
-
-    async def _find_documents(self, ids: list[str], vectors: bool) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-        """The stored documents among ``ids``, by id (with their vectors if asked), and the coverage."""
-        async def local() -> dict[str, Any]:
-            return self._local_documents(ids, vectors)
-        answers = await self.fanout.ask("/internal/document", json.dumps({"ids": ids, "vectors": vectors}).encode(),
-                                        "application/json", local, json.loads)
-        found: dict[str, dict[str, Any]] = {}
-        for answer in answers:
-            if answer.body:
-                found.update(answer.body["documents"])
-        return found, self._coverage(answers)
-
-    def _local_documents(self, ids: list[str], vectors: bool) -> dict[str, Any]:
-        """The stored documents among ``ids`` in the partitions this worker serves."""
-        documents = {}
-        for doc_id in dict.fromkeys(ids):
-            record = self.parts.table.record(doc_id)
-            if record is not None:
-                documents[doc_id] = {"id": doc_id, "metadata": record.metadata, "version": record.version,
-                                     "ts": record.ts, "text": record.text}
-                if vectors:
-                    documents[doc_id]["vector"] = record.vector.tolist()
-        return {"documents": documents, "partitions": sorted(self.parts.table.counts())}
-
-    async def _local_stats(self) -> dict[str, Any]:
-        counts = self.parts.table.counts()
-        return {"partitions": sorted(counts), "documents": {str(p): n for p, n in counts.items()},
-                "outcomes": _outcome_report(self.parts.table.outcomes(), self.parts.status.embeddings_reused),
-                "query_cache": self.parts.embedding.cache_stats(),
-                "pid": os.getpid(), "started": _STARTED, **self._readiness()}
-
-    def _merge_stats(self, answers: list[Answer[dict[str, Any]]]) -> dict[str, Any]:
-        """Put the workers' reports together: each partition's outcomes (kept in the changelog,
-        counted since the app id's first event) and documents from the worker serving it; a
-        partition two workers report while it moves counts once."""
-        per_partition: dict[str, dict[str, Any]] = {}
-        for answer in answers:
-            if not answer.body:
-                continue
-            for partition, counts in answer.body["outcomes"]["partitions"].items():
-                per_partition.setdefault(partition, {**counts, "documents": answer.body["documents"].get(partition, 0)})
-        totals: dict[str, Any] = {}
-        reasons: dict[str, Any] = {}
-        for counts in per_partition.values():
-            _add_counts(totals, {name: n for name, n in counts.items() if name in OUTCOMES})
-            _add_counts(reasons, counts["dead_letter_reasons"])
-        return {
-            "documents": sum(p.get("documents", 0) for p in per_partition.values()),
-            "outcomes": totals, "dead_letter_reasons": reasons,
-            "per_partition": dict(sorted(per_partition.items(), key=lambda item: int(item[0]))),
-            **self._coverage(answers),
-            "workers": {a.url: a.body if a.body else {"error": a.error} for a in answers},
-        }
-
-    def _coverage(self, answers: list[Answer[Any]]) -> dict[str, Any]:
-        """Which partitions answered; any missing one makes the answer partial."""
-        answered = sorted({p for a in answers if a.body for p in _partitions(a.body)})
-        missing = sorted(set(range(self.parts.settings.partitions)) - set(answered))
-        return {"partial": bool(missing), "partitions": {"answered": answered, "missing": missing}}
-
-    def _readiness(self) -> dict[str, Any]:
-        app = self.parts.app
-        recovered = app.tables.recovery.completed.is_set()
-        indexes_built = self.parts.table.store.ready
-        ingest = self.parts.status.report()
-        return {"ready": recovered and indexes_built and not app.rebalancing and ingest["flowing"],
-                "recovered": recovered, "indexes_built": indexes_built, "rebalancing": app.rebalancing,
-                "ingest": ingest}
+        return _json(self.service.local_stats(self.facts.embeddings_reused(), self.facts.query_cache(),
+                                              self.facts.readiness(), _identity()))
 
 
-def _outcome_report(per_partition: Mapping[int, dict[str, Any]], embeddings_reused: int) -> dict[str, Any]:
-    """A worker's outcome counts: per partition it serves, in total, and dead letters by reason."""
-    total: dict[str, Any] = {name: 0 for name in OUTCOMES}
-    reasons: dict[str, Any] = {}
-    for counts in per_partition.values():
-        _add_counts(total, {name: counts[name] for name in OUTCOMES})
-        _add_counts(reasons, counts["dead_letter_reasons"])
-    return {"total": total, "dead_letter_reasons": reasons, "embeddings_reused": embeddings_reused,
-            "partitions": {str(p): counts for p, counts in per_partition.items()}}
+def _rendered(result: SearchResult, single: bool) -> dict[str, Any]:
+    results = [[found.json() for found in row] for row in result.results]
+    return {"results": results[0] if single else results, **result.coverage.json(), "took_ms": result.took_ms}
 
 
-def _partitions(body: LocalResult | Mapping[str, Any]) -> list[int]:
-    return body.partitions if isinstance(body, LocalResult) else body["partitions"]
+def _identity() -> dict[str, Any]:
+    return {"pid": os.getpid(), "started": _STARTED}
 
 
-def _add_counts(into: dict[str, Any], counts: Mapping[str, Any]) -> None:
-    """``into += counts`` for nested dicts of integers."""
-    for name, value in counts.items():
-        if isinstance(value, Mapping):
-            _add_counts(into.setdefault(name, {}), value)
-        elif isinstance(value, int):
-            into[name] = into.get(name, 0) + value
-
-
-def _hit_json(hit: Hit) -> dict[str, Any]:
-    return {"id": hit.id, "score": hit.score, "metadata": dict(hit.metadata)}
-
-
-def _encode_local(result: LocalResult) -> bytes:
-    hits = [[[h.id, dict(h.metadata)] for h in row] for row in result.hits]
-    scores = np.array([h.score for row in result.hits for h in row], dtype=np.float32)
-    return wire.pack({"partitions": result.partitions, "hits": hits}, scores)
-
-
-def _decode_local(frame: bytes) -> LocalResult:
-    header, scores = wire.unpack(frame)
-    flat = iter(scores.tolist())
-    return LocalResult(hits=[[Hit(doc_id, next(flat), metadata) for doc_id, metadata in row] for row in header["hits"]],
-                       partitions=header["partitions"])
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """JSON in C (orjson): a response of 10 hits with metadata and text is rendered in microseconds."""
+    return web.Response(body=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
+                        content_type="application/json", headers=headers)
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str]:
     """405 answers keep their ``Allow`` header: clients and schema checkers rely on it."""
     return {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
-
-
-def _not_found_message(doc_id: str, coverage: dict[str, Any]) -> str:
-    if coverage["partial"]:
-        return (f"document {doc_id!r} not found, but partitions {coverage['partitions']['missing']} "
-                "did not answer; retry when the group has settled")
-    return f"document {doc_id!r} not found"
-
-
-def _not_found(doc_id: str, coverage: dict[str, Any]) -> web.Response:
-    status = 503 if coverage["partial"] else 404
-    return web.json_response({"error": _not_found_message(doc_id, coverage), **coverage}, status=status)

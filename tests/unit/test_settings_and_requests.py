@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.http.requests import RequestError, parse_batch, parse_search, query_params
@@ -30,9 +31,12 @@ def test_bad_settings_say_which_variable_is_wrong(environ: dict[str, str], messa
 
 
 def test_a_search_request_is_validated() -> None:
-    request = parse_search({"text": "cats", "k": 3, "filter": {"lang": "en"}}, dim=4)
+    request, after = parse_search({"text": "cats", "k": 3, "filter": {"lang": "en"}}, dim=4)
     assert request.k == 3 and request.predicate is not None and request.predicate({"lang": "en"})
-    assert parse_search({"vector": [1, 0, 0, 0]}, dim=4).k == 10
+    assert request.include == ("metadata", "text") and after == {}
+    request, after = parse_search({"vector": [1, 0, 0, 0], "include": ["text"], "after": {"3": 120}}, dim=4)
+    assert request.k == 10 and request.include == ("text",) and after == {3: 120}
+    assert request.vector is not None and request.vector.dtype == np.float32
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -44,7 +48,11 @@ def test_a_search_request_is_validated() -> None:
     ({"text": "a", "ef": 10**6}, '"ef": Input should be less than or equal to 10000'),
     ({"text": None}, '"text": Input should be a valid string'),
     ({"text": ""}, '"text": String should have at least 1 character'),
-    ({"vector": [1, 0, 0, "x"]}, '"vector.3": Input should be a valid number'),
+    ({"vector": [1, 0, 0, "x"]}, '"vector" must be a list of numbers'),
+    ({"vector": "1,0,0,0"}, '"vector": Input should be a valid array'),
+    ({"text": "a", "include": ["vector"]}, '"include.0": Input should be'),
+    ({"text": "a", "after": {"x": 1}}, '"after": keys are partition numbers'),
+    ({"text": "a", "after": {"1": -1}}, "cannot be negative"),
     ({"text": "a", "filter": [1]}, '"filter": Input should be an object'),
     ({"vector": [1, 0]}, "4 dimensions"),
     ({"text": "a", "filter": {"x": {"$foo": 1}}}, "unknown operator"),
@@ -60,7 +68,9 @@ def test_bad_search_requests_say_what_is_wrong(body: object, message: str) -> No
 
 def test_a_batch_names_the_bad_query() -> None:
     good = {"vector": [1, 0, 0, 0]}
-    assert len(parse_batch(json.dumps({"queries": [good, good]}).encode(), dim=4)) == 2
+    assert len(parse_batch(json.dumps({"queries": [good, good]}).encode(), dim=4)[0]) == 2
+    with pytest.raises(RequestError, match=r'queries\[0\]: "after" belongs at the top level'):
+        parse_batch(json.dumps({"queries": [{**good, "after": {"1": 2}}]}).encode(), dim=4)
     with pytest.raises(RequestError, match=r"queries\[1\]: .*4 dimensions"):
         parse_batch(json.dumps({"queries": [good, {"vector": [1, 0]}]}).encode(), dim=4)
     with pytest.raises(RequestError, match='"queries": List should have at least 1 item'):

@@ -1,18 +1,20 @@
-"""PartitionIndex against numpy brute force: recall, updates, deletes, growth, filters, threads."""
+"""VectorIndex against numpy brute force: recall, updates, deletes, growth, filters, threads."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import hnswlib
 import numpy as np
 import pytest
 
 from index.exceptions import StreamvecError, VectorError
 from index.filters import compile_filter
-from index.partition import Hit, PartitionIndex
+from index.hnsw import Hit, VectorIndex
 
 DIM = 384
 
@@ -48,7 +50,7 @@ def ids_of(hits: list[Hit]) -> list[str]:
     return [hit.id for hit in hits]
 
 
-Built = tuple[PartitionIndex, np.ndarray, list[str], list[dict[str, Any]]]
+Built = tuple[VectorIndex, np.ndarray, list[str], list[dict[str, Any]]]
 
 
 def build(n: int, *, seed: int = 0, **kwargs: Any) -> Built:
@@ -58,7 +60,7 @@ def build(n: int, *, seed: int = 0, **kwargs: Any) -> Built:
     metadatas = [
         {"i": i, "bucket": i % 100, "half": i % 2 == 0, "meta": {"group": f"g{i % 10}"}} for i in range(n)
     ]
-    index = PartitionIndex(DIM, capacity=n, **kwargs)
+    index = VectorIndex(DIM, capacity=n, **kwargs)
     index.upsert_many(ids, vectors, metadatas)
     return index, vectors, ids, metadatas
 
@@ -73,7 +75,7 @@ def queries(count: int, *, seed: int = 1) -> np.ndarray:
     return clustered(count, seed=seed)
 
 
-def recall_at_10(index: PartitionIndex, vectors: np.ndarray, ids: list[str], ef: int | None) -> float:
+def recall_at_10(index: VectorIndex, vectors: np.ndarray, ids: list[str], ef: int | None) -> float:
     found = 0
     for query in queries(100):
         truth = {doc_id for doc_id, _ in brute_force(vectors, ids, query, 10)}
@@ -100,7 +102,7 @@ def test_scores_are_cosine_similarities_best_first(built: Any) -> None:
 
 
 def test_empty_index_returns_nothing() -> None:
-    index = PartitionIndex(DIM)
+    index = VectorIndex(DIM)
     assert index.search(queries(1)[0], 5) == []
     assert index.search(queries(1)[0], 5, predicate=compile_filter({"a": 1})) == []
     assert len(index) == 0
@@ -135,7 +137,7 @@ def test_resending_an_identical_vector_updates_only_the_metadata() -> None:
 
 
 def test_duplicate_ids_in_a_batch_keep_the_last_row() -> None:
-    index = PartitionIndex(DIM)
+    index = VectorIndex(DIM)
     vectors = clustered(3)
     index.upsert_many(["a", "b", "a"], vectors, [{"n": 0}, {"n": 1}, {"n": 2}])
     assert len(index) == 2
@@ -168,7 +170,7 @@ def test_reupsert_after_delete() -> None:
 
 def test_grows_beyond_initial_capacity_one_by_one_and_in_bulk() -> None:
     vectors = clustered(2000)
-    index = PartitionIndex(DIM, capacity=16)
+    index = VectorIndex(DIM, capacity=16)
     for i in range(1000):
         index.upsert(f"s{i}", vectors[i], {})
     index.upsert_many([f"b{i}" for i in range(1000)], vectors[1000:], [{}] * 1000)
@@ -180,7 +182,7 @@ def test_grows_beyond_initial_capacity_one_by_one_and_in_bulk() -> None:
 def test_churn_reuses_slots_so_memory_stays_bounded() -> None:
     rng = np.random.default_rng(3)
     vectors = clustered(300, seed=3)
-    index = PartitionIndex(DIM, capacity=64)
+    index = VectorIndex(DIM, capacity=64)
     live: dict[str, int] = {}
     for round_ in range(20):
         for doc_id in rng.choice(sorted(live), size=len(live) // 2, replace=False) if live else []:
@@ -224,7 +226,7 @@ def test_selective_filter_returns_exactly_the_right_matches(built: Any, spec: di
 def test_filtered_hnsw_path_falls_back_when_graph_search_comes_up_short(
     built: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(PartitionIndex, "_looks_selective", lambda *_: False)
+    monkeypatch.setattr(VectorIndex, "_looks_selective", lambda *_: False)
     assert_filtered_exact(built, {"bucket": 5, "i": {"$lt": 3000}}, 10)  # 30 matches < ef 64
 
 
@@ -284,7 +286,7 @@ def test_concurrent_searches_and_writes_stay_valid() -> None:
      np.full(DIM, 1e300)],
 )
 def test_bad_vectors_raise_vector_error_and_change_nothing(bad: np.ndarray) -> None:
-    index = PartitionIndex(DIM)
+    index = VectorIndex(DIM)
     with pytest.raises(VectorError):
         index.upsert("a", bad, {})
     with pytest.raises(VectorError):
@@ -293,7 +295,7 @@ def test_bad_vectors_raise_vector_error_and_change_nothing(bad: np.ndarray) -> N
 
 
 def test_a_bad_row_rejects_the_whole_batch_naming_the_id() -> None:
-    index = PartitionIndex(DIM)
+    index = VectorIndex(DIM)
     vectors = clustered(3)
     vectors[1, 5] = np.nan
     with pytest.raises(VectorError, match='row 1 \\(id "b"\\) contains NaN'):
@@ -305,7 +307,7 @@ def test_a_bad_row_rejects_the_whole_batch_naming_the_id() -> None:
 
 
 def test_stored_metadata_is_a_read_only_copy() -> None:
-    index = PartitionIndex(DIM)
+    index = VectorIndex(DIM)
     metadata = {"a": 1}
     index.upsert("x", clustered(1)[0], metadata)
     metadata["a"] = 2
@@ -318,4 +320,77 @@ def test_stored_metadata_is_a_read_only_copy() -> None:
 @pytest.mark.parametrize(("k", "ef"), [(0, None), (3, 0), (-1, None)])
 def test_k_and_ef_must_be_positive(k: int, ef: int | None) -> None:
     with pytest.raises(ValueError, match="must be a positive integer"):
-        PartitionIndex(DIM).search(clustered(1)[0], k, ef=ef)
+        VectorIndex(DIM).search(clustered(1)[0], k, ef=ef)
+
+
+# ---- several partitions in one index ------------------------------------------------------------
+
+def by_partition(n: int, partitions: int) -> tuple[VectorIndex, np.ndarray, list[str]]:
+    """n documents spread over ``partitions`` partitions (document i in partition i % partitions)."""
+    vectors = clustered(n, seed=11)
+    ids = [f"doc-{i}" for i in range(n)]
+    index = VectorIndex(DIM)
+    for p in range(partitions):
+        rows = list(range(p, n, partitions))
+        index.upsert_many([ids[i] for i in rows], vectors[rows], [{"p": p, "i": i} for i in rows], partition=p)
+    return index, vectors, ids
+
+
+def test_a_search_limited_to_partitions_is_exact_over_them() -> None:
+    index, vectors, ids = by_partition(3000, 4)
+    assert index.partitions() == [0, 1, 2, 3] and [index.count(p) for p in range(4)] == [750] * 4
+    wanted = {1, 3}
+    rows = [i for i in range(3000) if i % 4 in wanted]
+    for query in queries(20, seed=8):
+        truth = [doc_id for doc_id, _ in brute_force(vectors[rows], [ids[i] for i in rows], query, 10)]
+        hits = index.search(query, 10, ef=200, partitions=wanted)
+        assert {hit.partition for hit in hits} <= wanted
+        assert len(set(ids_of(hits)) & set(truth)) >= 9
+    few = index.search(queries(1)[0], 10, partitions={2}, predicate=compile_filter({"i": {"$lt": 40}}))
+    assert sorted(ids_of(few)) == sorted(f"doc-{i}" for i in range(2, 40, 4))
+    assert index.search(queries(1)[0], 5, partitions={9}) == []
+
+
+def test_dropping_a_partition_removes_exactly_its_documents_and_frees_their_slots() -> None:
+    index, vectors, ids = by_partition(2000, 4)
+    assert index.drop_partition(2) == 500
+    assert len(index) == 1500 and index.count(2) == 0 and index.partitions() == [0, 1, 3]
+    for i in range(2, 2000, 40):
+        assert ids[i] not in ids_of(index.search(vectors[i], 10, ef=100))
+    assert index.search(vectors[1], 1)[0].id == ids[1]
+    index.upsert_many([f"new-{i}" for i in range(500)], clustered(500, seed=3), [{}] * 500, partition=5)
+    assert index.allocated == 2000  # the dropped partition's slots were reused
+
+
+def test_the_same_id_in_two_partitions_is_two_documents() -> None:
+    index = VectorIndex(DIM)
+    a, b = clustered(2, seed=4)
+    index.upsert("x", a, {"from": 0}, partition=0)
+    index.upsert("x", b, {"from": 1}, partition=1)
+    assert len(index) == 2
+    assert index.search(b, 1)[0].metadata == {"from": 1} and index.search(b, 1)[0].partition == 1
+    assert index.delete("x", partition=1) and len(index) == 1 and index.get("x", 0) is not None
+
+
+def test_a_restored_index_answers_like_the_original(tmp_path: Path) -> None:
+    index, vectors, ids = by_partition(1500, 3)
+    index.delete("doc-7", partition=1)
+    with index.frozen() as graph:
+        graph.save_index(str(tmp_path / "graph.bin"))
+        state = index.state()
+    loaded = hnswlib.Index(space="cosine", dim=DIM)
+    loaded.load_index(str(tmp_path / "graph.bin"))
+    restored = VectorIndex.restore(loaded, *state, ef_search=64)
+    assert len(restored) == len(index) == 1499 and restored.partitions() == [0, 1, 2]
+    for query in queries(10, seed=2):
+        assert ids_of(restored.search(query, 10)) == ids_of(index.search(query, 10))
+    restored.upsert("doc-7", vectors[7], {"back": True}, partition=1)
+    assert restored.search(vectors[7], 1)[0].id == "doc-7" and restored.allocated == 1500
+
+
+def test_reserve_sizes_the_graph_exactly_and_growth_wastes_at_most_a_quarter() -> None:
+    index = VectorIndex(DIM, capacity=16)
+    index.reserve(1000)
+    assert index.capacity == 1000
+    index.upsert_many([f"d{i}" for i in range(1001)], clustered(1001), [{}] * 1001)
+    assert 1001 <= index.capacity <= 1251
