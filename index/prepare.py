@@ -41,8 +41,8 @@ def prepare(plan: ModelPlan, threads: int | None = None, progress: Progress = la
     with _cache_lock(plan.fp32.onnx_path.parent, progress):
         fp32_path = plan.fp32.onnx_path
         if plan.source_dir is not None and not fp32_path.is_file():
-            progress(f"converting {plan.source_dir} to a fused ONNX graph (checked against the unfused one)")
-            report = export_sentence_model(plan.source_dir, fp32_path)
+            progress(f"converting {plan.source_dir} to ONNX")
+            report = export_sentence_model(plan.source_dir, fp32_path, progress=progress)
             fused = ", ".join(f"{op}×{count}" for op, count in sorted(report.fusions.items())) or "none"
             progress(f"wrote {fp32_path.name}: fused {fused}, min cosine to unfused {report.min_cosine:.7f}")
             made.append(fp32_path)
