@@ -354,7 +354,7 @@ def main() -> None:
                      time_streamvec(int8, mixes[mix], batch, args.call_size, args.passes))
 
     # ---- print ----
-    cpu = _cpu_name()
+    cpu = cpu_name()
     print(f"\nstreamvec bench-embed: {DEFAULT_MODEL}, {threads} threads, {cpu}, onnxruntime {ort.__version__}, "
           f"Python {platform.python_version()}")
     parts = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in peak.items() if k != "peak")
@@ -455,7 +455,7 @@ class MachineLoad:
         return times.user + times.system + times.children_user + times.children_system
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
