@@ -66,6 +66,7 @@ class EmbeddingService:
     def __init__(self, embedder: Embedder, query_cache_size: int = 1024) -> None:
         self.embedder = embedder
         self.dim = embedder.dim
+        self.model_id = embedder.model_id
         self._ingest_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-ingest")
         self._query_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query")
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
