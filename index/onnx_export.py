@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -398,7 +399,8 @@ def _probe_session(model: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def convert(config: BertConfig, weights: dict[str, np.ndarray], fuse: bool = True) -> tuple[onnx.ModelProto, ExportReport]:
+def convert(config: BertConfig, weights: dict[str, np.ndarray], fuse: bool = True,
+            progress: Callable[[str], None] = lambda _: None) -> tuple[onnx.ModelProto, ExportReport]:
     """Build the graph and, with ``fuse``, replace it by its verified fused form.
 
     A fused graph that strays from the unfused one (cosine below FUSED_MIN_COSINE
@@ -406,15 +408,18 @@ def convert(config: BertConfig, weights: dict[str, np.ndarray], fuse: bool = Tru
     A model whose layout the optimizer cannot fuse keeps its unfused graph, with a
     warning: it is still exact, only slower.
     """
+    progress("building the ONNX graph from the weights")
     model = build_sentence_model(config, weights)
     if not fuse:
         return model, ExportReport()
     try:
+        progress("fusing attention, GELU and embedding kernels (onnxruntime's transformer optimizer)")
         fused, counts = fuse_transformer_ops(model, config)
     except ImportError as exc:  # e.g. the optimizer's sympy dependency is missing
         logger.warning("onnxruntime transformer fusions unavailable (%s); using the unfused graph", exc)
         return model, ExportReport()
     vocab_size = int(weights["embeddings.word_embeddings.weight"].shape[0])
+    progress("checking the fused graph against the unfused one on probe inputs")
     max_abs, min_cos = check_equivalent(model, fused, probe_inputs(config, vocab_size))
     if min_cos < FUSED_MIN_COSINE or max_abs > FUSED_MAX_ABS_DIFF:
         raise ModelError(f"the fused graph disagrees with the unfused one (min cosine {min_cos:.7f}, "
@@ -429,14 +434,16 @@ def read_export_report(model: onnx.ModelProto | dict[str, str]) -> ExportReport 
     return None if text is None else ExportReport.from_json(text)
 
 
-def export_sentence_model(model_dir: Path, destination: Path, fuse: bool = True) -> ExportReport:
+def export_sentence_model(model_dir: Path, destination: Path, fuse: bool = True,
+                          progress: Callable[[str], None] = lambda _: None) -> ExportReport:
     """Convert ``model_dir`` to ONNX at ``destination``, atomically, and return what was done.
 
     The file is written beside its destination and renamed into place, so
     concurrent workers converting the same model never see a partial file.
     """
     config = BertConfig.from_file(model_dir / "config.json")
-    model, report = convert(config, load_weights(model_dir / "model.safetensors"), fuse=fuse)
+    progress(f"reading {model_dir / 'model.safetensors'}")
+    model, report = convert(config, load_weights(model_dir / "model.safetensors"), fuse=fuse, progress=progress)
     onnx.helper.set_model_props(model, {EXPORT_REPORT_KEY: report.to_json()})
     save_atomically(model, destination)
     return report

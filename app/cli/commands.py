@@ -1,4 +1,4 @@
-"""The ``streamvec`` command: worker, produce, search, embed, broker, demo.
+"""The ``streamvec`` command: worker, produce, search, embed, model, broker, demo, dead-letters.
 
 Settings come from ``STREAMVEC_*`` variables; a flag given here wins over its variable.
 """
@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -93,12 +95,11 @@ def search(text: str, k: int, filter_: str | None, url: str | None) -> None:
 @main.command()
 @click.option("--batch-size", type=int, default=None, help="Lines per model run (STREAMVEC_EMBED_BATCH_SIZE).")
 def embed(batch_size: int | None) -> None:
-    """Embed stdin, one text per line, into one JSON array of floats per line."""
-    from index.embedder import load_embedder
+    """Embed stdin, one text per line, into one JSON array of floats per line (the worker's model settings)."""
+    from app.embedding import embedder_from_settings
 
     settings = _settings(embed_batch_size=batch_size)
-    embedder = load_embedder(settings.model, settings.model_cache_dir, threads=settings.embed_threads or None,
-                             batch_size=settings.embed_batch_size)
+    embedder = _model_or_exit(lambda: embedder_from_settings(settings))
     chunk: list[str] = []
     for line in sys.stdin:
         chunk.append(line.rstrip("\n"))
@@ -106,6 +107,47 @@ def embed(batch_size: int | None) -> None:
             _write_vectors(embedder.embed(chunk))
             chunk = []
     _write_vectors(embedder.embed(chunk))
+
+
+@main.group()
+def model() -> None:
+    """The embedding model in the machine's model cache (STREAMVEC_MODEL, STREAMVEC_MODEL_CACHE)."""
+
+
+@model.command("prepare")
+def prepare_model() -> None:
+    """Convert the model (and with STREAMVEC_QUANTIZE=int8 quantise and measure it) into the cache now.
+
+    Workers on this machine then start without converting; one that finds the
+    model missing prepares it itself, in a separate process.
+    """
+    from index.models import plan_model
+    from index.prepare import prepare
+
+    settings = _settings()
+    cache = settings.model_cache_dir
+    started = time.perf_counter()
+
+    def progress(message: str) -> None:
+        click.echo(f"[{time.perf_counter() - started:6.1f} s] {message}", err=True)
+
+    plan = _model_or_exit(lambda: plan_model(settings.model, cache, settings.quantize))
+    made = _model_or_exit(lambda: prepare(plan, settings.embed_threads or None, progress))
+    state = "prepared" if made else "already prepared"
+    click.echo(f"{settings.model} ({settings.quantize}) {state}: {plan.runnable.onnx_path}")
+
+
+_T = TypeVar("_T")
+
+
+def _model_or_exit(step: Callable[[], _T]) -> _T:
+    """Run a model step; a ModelError (it says what to do) ends the command with its message."""
+    from index.exceptions import ModelError
+
+    try:
+        return step()
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _write_vectors(vectors: Any) -> None:

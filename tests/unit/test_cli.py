@@ -42,3 +42,24 @@ def test_an_unknown_setting_is_a_usage_error(runner: CliRunner, monkeypatch: pyt
     monkeypatch.setenv("STREAMVEC_PARTITONS", "4")
     result = runner.invoke(main, ["embed"], input="x\n")
     assert result.exit_code == 2 and "STREAMVEC_PARTITONS" in result.output
+
+
+def test_model_prepare_converts_once_and_embed_then_uses_the_prepared_model(runner: CliRunner) -> None:
+    first = runner.invoke(main, ["model", "prepare"])
+    assert first.exit_code == 0, first.output
+    assert "converting " in first.output and "all-MiniLM-L6-v2 (none) prepared:" in first.output
+    again = runner.invoke(main, ["model", "prepare"])
+    assert again.exit_code == 0 and "already prepared" in again.output and "converting" not in again.output
+    embedded = runner.invoke(main, ["embed"], input="a cat\n")
+    assert embedded.exit_code == 0 and len(json.loads(embedded.output)) == 384
+
+
+def test_embed_honours_the_workers_model_settings(runner: CliRunner,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMVEC_EMBED_PROVIDER", "cuda")  # honoured like a worker: refused without a GPU
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here")
+    result = runner.invoke(main, ["embed"], input="x\n")
+    assert result.exit_code == 1 and "onnxruntime-gpu" in result.output

@@ -1,8 +1,9 @@
-"""Repeated query texts are served from a bounded LRU cache; ingest texts never touch it."""
+"""Query texts: served from a bounded LRU cache that ingest texts never touch, and never queued behind ingest."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import numpy as np
@@ -99,3 +100,35 @@ def test_embedding_settings_from_the_environment() -> None:
 def test_bad_embedding_settings_are_refused(name: str, value: str) -> None:
     with pytest.raises(SettingsError):
         Settings.from_env({name: value})
+
+
+class BlockingEmbedder(CountingEmbedder):
+    """A model whose ingest batches (more than one text) run until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if len(texts) > 1:
+            assert self.release.wait(timeout=10)
+        return super().embed(texts)
+
+
+def test_a_query_does_not_wait_for_an_ingest_batch_in_progress() -> None:
+    model = BlockingEmbedder()
+    embedding = EmbeddingService(model, query_cache_size=8)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        ingest = asyncio.create_task(embedding.embed(["doc one", "doc two"]))
+        await asyncio.sleep(0.05)  # the batch holds the ingest lane
+        vector = await asyncio.wait_for(embedding.embed_query("query"), timeout=5)
+        assert vector[0] == len("query") and not ingest.done()
+        model.release.set()
+        assert (await ingest).shape == (2, 4)
+
+    try:
+        run(go())
+    finally:
+        model.release.set()
+        embedding.close()

@@ -15,7 +15,8 @@ from app.settings import Settings, SettingsError, describe
 def test_settings_come_from_prefixed_variables_and_flags_win() -> None:
     settings = Settings.from_env({"STREAMVEC_PARTITIONS": "4", "STREAMVEC_DATADIR": "/tmp/x", "HOME": "/root"})
     assert settings.partitions == 4 and settings.datadir == Path("/tmp/x")
-    assert settings.model_cache_dir == Path("/tmp/x/models")
+    assert settings.model_cache_dir == Path.home() / ".cache" / "streamvec" / "models"  # one per machine
+    assert settings.replace(model_cache="/srv/models").model_cache_dir == Path("/srv/models")
     assert settings.replace(partitions="2", web_port=None).partitions == 2
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from index.embedder import DEFAULT_MODEL, ModelFiles, resolve_model
+from index.embedder import ModelFiles
+from index.models import DEFAULT_MODEL, load_embedder, plan_model
 
 
 @pytest.fixture(scope="session")
@@ -18,4 +19,5 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def converted(model_cache: Path) -> ModelFiles:
     """The default model's converted ONNX file and tokenizer, for tests that copy or edit them."""
-    return resolve_model(DEFAULT_MODEL, model_cache)
+    load_embedder(DEFAULT_MODEL, model_cache)  # converts it, in a child process
+    return plan_model(DEFAULT_MODEL, model_cache).fp32

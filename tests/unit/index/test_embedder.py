@@ -20,16 +20,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from index.embedder import (
-    DEFAULT_MODEL,
-    Embedder,
-    ModelFiles,
-    _length_batches,
-    default_model_dir,
-    load_embedder,
-    usable_cores,
-)
+from index.embedder import Embedder, ModelFiles, _length_batches, usable_cores
 from index.exceptions import ModelError, StreamvecError
+from index.models import DEFAULT_MODEL, default_model_dir, load_embedder
 from index.onnx_export import LAST_HIDDEN_STATE, MS_DOMAIN, export_sentence_model
 
 REFERENCE_PATH = Path(__file__).parents[2] / "fixtures" / "minilm_reference.json"
@@ -143,7 +136,7 @@ def test_threads_stop_spinning_when_a_run_returns(embedder: Embedder) -> None:
 def test_int8_is_off_unless_asked_for(embedder: Embedder, model_cache: Path) -> None:
     assert embedder.precision == "fp32"
     assert embedder.quality is None
-    assert not [path for path in (model_cache / "models").iterdir() if "int8" in path.name]
+    assert not [path for path in model_cache.iterdir() if "int8" in path.name]
 
 
 @pytest.mark.parametrize(("option", "value"), [("quantize", "int4"), ("provider", "tpu")])
@@ -213,7 +206,8 @@ def test_aliases_share_one_cached_conversion(embedder: Embedder, model_cache: Pa
     alias = load_embedder(f"sentence-transformers/{DEFAULT_MODEL}", model_cache)
     assert alias.model_id == embedder.model_id
     assert alias.model_id.startswith(f"{DEFAULT_MODEL}-")
-    assert [path.suffix for path in (model_cache / "models").iterdir()] == [".onnx"]  # one file, no temp leftovers
+    assert [path.name for path in model_cache.iterdir() if not path.name.endswith(".onnx")] == [".prepare.lock"]
+    assert len(list(model_cache.glob("*.onnx"))) == 1  # one file, no temp leftovers
 
 
 @pytest.mark.parametrize("layout", ["file", "directory"])

@@ -7,15 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import index.embedder as embedder_module
-from index.embedder import (
-    DEFAULT_MODEL,
-    Embedder,
-    ModelFiles,
-    load_embedder,
-    quantized_model,
-)
+import index.prepare as prepare_module
+from index.embedder import Embedder, ModelFiles
 from index.exceptions import ModelError
+from index.models import DEFAULT_MODEL, load_embedder, plan_model
+from index.prepare import prepare
 from index.quantize import QualityGate, QualityReport, heldout_texts, measure_quality
 
 # A slice of the held-out set keeps the unit suite fast; the full set is what workers and the bench use.
@@ -31,12 +27,12 @@ def fp32_files(converted: ModelFiles) -> ModelFiles:
 def int8_cache(fp32_files: ModelFiles, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An int8 model made and measured once for this module, on a slice of the held-out texts."""
     cache = tmp_path_factory.mktemp("int8-cache")
+    (cache / fp32_files.onnx_path.name).symlink_to(fp32_files.onnx_path)  # the fp32 file this cache would make
     documents, queries = heldout_texts()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(embedder_module, "heldout_texts", lambda: (documents[:SMALL_DOCS], queries[:SMALL_QUERIES]))
-        quantized_model(fp32_files, cache)
-    # load_embedder converts into the same cache: give it the fp32 file it would make.
-    (cache / "models" / fp32_files.onnx_path.name).symlink_to(fp32_files.onnx_path)
+        patch.setattr(prepare_module, "heldout_texts", lambda: (documents[:SMALL_DOCS], queries[:SMALL_QUERIES]))
+        made = prepare(plan_model(DEFAULT_MODEL, cache, "int8"))
+    assert [path.name for path in made] == [plan_model(DEFAULT_MODEL, cache, "int8").int8_path.name]
     return cache
 
 
@@ -63,7 +59,8 @@ def test_int8_is_made_once(int8_cache: Path, monkeypatch: pytest.MonkeyPatch) ->
     def refuse(*_: object) -> None:
         raise AssertionError("quantised again")
 
-    monkeypatch.setattr(embedder_module, "quantize_int8", refuse)
+    monkeypatch.setattr(prepare_module, "quantize_int8", refuse)
+    assert prepare(plan_model(DEFAULT_MODEL, int8_cache, "int8")) == []
     load_embedder(DEFAULT_MODEL, int8_cache, quantize="int8", gate=QualityGate(0.9, 0.5))
 
 
