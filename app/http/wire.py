@@ -17,11 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from index.exceptions import StreamvecError
+
 CONTENT_TYPE = "application/x-streamvec-frame"
 _LENGTH = struct.Struct("<I")
 
 
-class FrameError(ValueError):
+class FrameError(StreamvecError, ValueError):
     """A frame is truncated or inconsistent: the sender is not a streamvec worker of this version."""
 
 

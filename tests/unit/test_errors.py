@@ -12,9 +12,6 @@ from index.exceptions import StreamvecError
 
 PACKAGES = ("index", "tables", "agents", "app")
 # An error class in a file another branch owns; it becomes an XPASS (a failure) once it derives from the root.
-NOT_YET = {"app.http.wire.FrameError"}
-
-
 def _error_classes() -> list[str]:
     found = []
     for package_name in PACKAGES:
@@ -29,9 +26,7 @@ def _error_classes() -> list[str]:
     return sorted(found)
 
 
-@pytest.mark.parametrize("qualified", [
-    pytest.param(name, marks=pytest.mark.xfail(reason="outside the embedder branch's files", strict=True))
-    if name in NOT_YET else name for name in _error_classes()])
+@pytest.mark.parametrize("qualified", _error_classes())
 def test_an_error_class_derives_from_the_root(qualified: str) -> None:
     module_name, _, class_name = qualified.rpartition(".")
     assert issubclass(getattr(importlib.import_module(module_name), class_name), StreamvecError)
