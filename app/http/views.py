@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from aiohttp import web
 
-from app.http import wire
-from app.http.auth import ClusterSecret, auth_middleware
+from app.http import page, wire
+from app.http.auth import OPEN_PATHS, ClusterSecret, auth_middleware
+from app.http.deadletters import latest_dead_letters, parse_limit
 from app.http.fanout import Answer, FanOut
+from app.http.metrics import consumer_lag
 from app.http.openapi import build_openapi
 from app.http.requests import RequestError, SearchRequest, parse_batch, parse_filter, parse_search, query_params
 from index.partition import Hit
@@ -43,8 +45,10 @@ def register_views(parts: Streamvec) -> None:
     # Fetched at start, not on the first query: the first fan-out should not wait for Kafka.
     parts.app.task(secret.get)
     web_app = parts.app.web.web_app
-    web_app.middlewares.extend([json_errors, auth_middleware(settings.api_key, secret)])
+    web_app.middlewares.extend([json_errors, auth_middleware(settings.api_key, secret, OPEN_PATHS | page.PATHS)])
     routes = web_app.router
+    # Before Faust's own routes (added when its web server starts): ours answer "/".
+    page.register_page(routes)
     routes.add_post("/search", api.search_post)
     routes.add_get("/search", api.search_get)
     routes.add_post("/search/batch", api.search_batch)
@@ -52,6 +56,7 @@ def register_views(parts: Streamvec) -> None:
     routes.add_get("/health", api.health)
     routes.add_get("/ready", api.ready)
     routes.add_get("/stats", api.stats)
+    routes.add_get("/dead-letters", api.dead_letters)
     routes.add_get("/metrics", api.metrics_view)
     routes.add_get("/openapi.json", api.openapi)
     routes.add_post("/internal/search", api.internal_search)
@@ -125,6 +130,11 @@ class Api:
     async def stats(self, request: web.Request) -> web.Response:
         answers = await self.fanout.ask("/internal/stats", b"{}", "application/json", self._local_stats, json.loads)
         return web.json_response(self._merge_stats(answers))
+
+    async def dead_letters(self, request: web.Request) -> web.Response:
+        settings = self.parts.settings
+        letters = await latest_dead_letters(settings.broker, settings.dead_letter_topic, parse_limit(request.query))
+        return web.json_response({"dead_letters": letters})
 
     async def metrics_view(self, request: web.Request) -> web.Response:
         body, content_type = self.metrics.render()
@@ -217,8 +227,10 @@ class Api:
 
     async def _local_stats(self) -> dict[str, Any]:
         counts = self.parts.table.counts()
+        lag = consumer_lag(self.parts.app, self.parts.table.changelog_topic_name)
         return {"partitions": sorted(counts), "documents": {str(p): n for p, n in counts.items()},
-                "outcomes": self.parts.outcomes.snapshot(), "query_cache": self.parts.embedding.cache_stats(),
+                "outcomes": self.parts.outcomes.snapshot(), "lag": sum(lag.values()),
+                "query_cache": self.parts.embedding.cache_stats(),
                 "pid": os.getpid(), "started": _STARTED, **self._readiness()}
 
     def _merge_stats(self, answers: list[Answer[dict[str, Any]]]) -> dict[str, Any]:
@@ -240,6 +252,7 @@ class Api:
         return {
             "documents": sum(p.get("documents", 0) for p in per_partition.values()),
             "outcomes": totals, "dead_letter_reasons": reasons,
+            "lag": sum(a.body.get("lag", 0) for a in answers if a.body),
             "per_partition": dict(sorted(per_partition.items(), key=lambda item: int(item[0]))),
             **self._coverage(answers),
             "workers": {a.url: a.body if a.body else {"error": a.error} for a in answers},
