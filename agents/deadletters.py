@@ -8,10 +8,10 @@ as it was, plus ``streamvec-*`` headers that say why it was refused and where it
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+
+from tables.producer import MAX_REQUEST_BYTES, Outgoing
 
 HEADER_PREFIX = "streamvec-"
 REASON = HEADER_PREFIX + "reason"
@@ -54,41 +54,27 @@ def _int(text: str | None) -> int:
     return int(text) if text is not None and text.lstrip("-").isdigit() else -1
 
 
-class Topic(Protocol):
-    """The part of a Faust topic the sink uses (a fake one will do in tests)."""
-
-    async def send(self, *, key: Any = None, value: Any = None, headers: Any = None) -> Awaitable[Any]: ...
-
-    async def maybe_declare(self) -> None: ...
+OMITTED = HEADER_PREFIX + "value-omitted"
+_HEADROOM = 64 << 10  # for the headers and the record's own framing
 
 
-class DeadLetterSink:
-    """Sends dead letters and returns only once the broker has acknowledged each one.
+def dead_letter_records(letters: Sequence[DeadLetter], topic: str) -> list[Outgoing]:
+    """The records that put ``letters`` on the dead-letter ``topic``, keyed like the originals.
 
-    The ingest agent acknowledges a batch after this returns, so an event is never
-    acknowledged without being either indexed or safely in the dead-letter topic.
+    Kafka can carry a record with neither key nor value, but the producer refuses to write
+    one, so such a letter keeps an empty value. A value too large for any record the
+    producer sends (an input topic configured above streamvec's limit) is left out, and the
+    ``streamvec-value-omitted`` header says how many bytes it had: the letter still says
+    why and where from, so the event can be found at its origin.
     """
-
-    def __init__(self, topic: Topic) -> None:
-        self.topic = topic
-        self._declared = False
-
-    async def declare(self) -> None:
-        """Create the topic if it is missing: at worker start, so it exists before the first bad event."""
-        if not self._declared:
-            await self.topic.maybe_declare()
-            self._declared = True
-
-    async def send(self, letters: Sequence[DeadLetter]) -> None:
-        if not letters:
-            return
-        await self.declare()
-        pending = [await self.topic.send(key=letter.key, value=_sendable(letter), headers=letter.headers())
-                   for letter in letters]
-        await asyncio.gather(*pending)
+    return [_record(letter, topic) for letter in letters]
 
 
-def _sendable(letter: DeadLetter) -> bytes | None:
-    """The value to send: Kafka can carry a record with neither key nor value, but the
-    producer refuses to write one, so such a record is kept with an empty value."""
-    return b"" if letter.key is None and letter.value is None else letter.value
+def _record(letter: DeadLetter, topic: str) -> Outgoing:
+    value = b"" if letter.key is None and letter.value is None else letter.value
+    headers = letter.headers()
+    size = len(letter.key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers)
+    if value and size > MAX_REQUEST_BYTES - _HEADROOM:
+        headers.append((OMITTED, str(len(value)).encode()))
+        value = b""
+    return Outgoing(topic=topic, key=letter.key, value=value, headers=headers)

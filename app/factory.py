@@ -8,15 +8,16 @@ from functools import partial
 
 import faust
 
-from agents.deadletters import DeadLetterSink
-from agents.ingest import IngestProcessor, register_ingest
-from agents.outcomes import Outcomes
+from agents.ingest import IngestProcessor, Options, register_ingest
+from agents.status import IngestStatus
 from app.cdc import cdc_parsers
 from app.embedding import EmbeddingService, embedder_from_settings
 from app.http.metrics import Metrics
 from app.settings import Settings
+from app.topics import bootstrap
 from index.events import parse_event
 from index.partition import PartitionIndex
+from tables.producer import MAX_REQUEST_BYTES, DurableProducer
 from tables.vectors import VectorTable, raw_bytes
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class Streamvec:
     app: faust.App
     table: VectorTable
     embedding: EmbeddingService
-    outcomes: Outcomes
+    status: IngestStatus
     metrics: Metrics
 
 
@@ -81,13 +82,23 @@ def create_app(settings: Settings) -> Streamvec:
     # subscribes, so a worker started before the first producer still consumes it. A CDC
     # topic already exists with that count: cdc_parsers checked it.
     topic = app.topic(*parsers, schema=raw_bytes(), partitions=settings.partitions, internal=True)
-    outcomes = Outcomes()
-    metrics = Metrics(table, outcomes, app)
-    dead_letters = DeadLetterSink(app.topic(settings.dead_letter_topic, schema=raw_bytes(), internal=True))
-    processor = IngestProcessor(table, embedding, outcomes, parsers=parsers,
-                                limits=settings.event_limits, dead_letters=dead_letters,
-                                on_searchable=metrics.observe_searchable)
-    register_ingest(app, topic, processor, settings.ingest_batch_size, settings.ingest_batch_wait)
-    parts = Streamvec(settings, app, table, embedding, outcomes, metrics)
+    status = IngestStatus()
+    metrics = Metrics(table, status, app)
+    # Sized for any dead letter of a record an input topic accepted (its default limit is 1 MB).
+    dead_letters = app.topic(settings.dead_letter_topic, schema=raw_bytes(), internal=True,
+                             config={"max.message.bytes": str(MAX_REQUEST_BYTES)})
+    producer = DurableProducer(bootstrap(settings.broker), idempotent=settings.idempotent_producer)
+    options = Options(limits=settings.event_limits, store_text=settings.store_text,
+                      max_record_bytes=settings.max_record_bytes)
+    processor = IngestProcessor(table, embedding, producer, status, parsers=parsers,
+                                dead_letter_topic=settings.dead_letter_topic, options=options,
+                                on_searchable=metrics.observe_searchable, may_retry=lambda: not (app.rebalancing or app.should_stop))
+    register_ingest(app, topic, processor, dead_letters, settings.ingest_batch_size, settings.ingest_batch_wait)
+
+    @app.on_before_shutdown.connect
+    async def stop_producer(sender: faust.App, **kwargs: object) -> None:
+        await producer.stop()
+
+    parts = Streamvec(settings, app, table, embedding, status, metrics)
     register_views(parts)
     return parts

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from agents.outcomes import Outcomes
+from agents.status import CAUSES, IngestStatus
 from tables.vectors import VectorTable
 
 # Query stages: embed (query text → vector, or the stored vector of an `id` query), fanout
@@ -28,9 +28,9 @@ _FRESHNESS_BUCKETS = (.01, .025, .05, .075, .1, .15, .2, .3, .5, .75, 1.0, 1.5, 
 
 
 class _StateCollector(Collector):
-    def __init__(self, table: VectorTable, outcomes: Outcomes, app: faust.App) -> None:
+    def __init__(self, table: VectorTable, status: IngestStatus, app: faust.App) -> None:
         self._table = table
-        self._outcomes = outcomes
+        self._status = status
         self._app = app
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
@@ -38,18 +38,31 @@ class _StateCollector(Collector):
         for partition, count in self._table.counts().items():
             documents.add_metric([str(partition)], count)
         yield documents
-        snapshot = self._outcomes.snapshot()
-        events = CounterMetricFamily("streamvec_events", "Consumed events by outcome", labels=["partition", "outcome"])
+        events = CounterMetricFamily("streamvec_events", "Consumed events by outcome, since the app id's first "
+                                     "event (kept in the changelog)", labels=["partition", "outcome"])
         dead = CounterMetricFamily("streamvec_dead_letters", "Dead-lettered events by reason", labels=["partition", "reason"])
-        for partition, counts in snapshot["partitions"].items():
+        for partition, counts in self._table.outcomes().items():
             for outcome, count in counts.items():
                 if isinstance(count, int):
-                    events.add_metric([partition, outcome], count)
-            for reason, count in counts.get("dead_letter_reasons", {}).items():
-                dead.add_metric([partition, reason], count)
+                    events.add_metric([str(partition), outcome], count)
+            for reason, count in counts["dead_letter_reasons"].items():
+                dead.add_metric([str(partition), reason], count)
         yield events
         yield dead
+        yield from self._ingest()
         yield self._lag()
+
+    def _ingest(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        stall = self._status.stall
+        stalled = GaugeMetricFamily("streamvec_ingest_stalled", "1 while ingest retries a batch that failed for "
+                                    "this cause (nothing is acknowledged meanwhile)", labels=["cause"])
+        retries = CounterMetricFamily("streamvec_ingest_retries", "Batches retried, by the cause of the failure",
+                                      labels=["cause"])
+        for cause in CAUSES:
+            stalled.add_metric([cause], int(stall is not None and stall.cause == cause))
+            retries.add_metric([cause], self._status.retries[cause])
+        yield stalled
+        yield retries
 
     def _lag(self) -> GaugeMetricFamily:
         lag = GaugeMetricFamily("streamvec_consumer_lag", "Events in the input topic not yet read by this worker",
@@ -79,9 +92,9 @@ def consumer_lag(app: faust.App, changelog: str) -> dict[tuple[str, int], int]:
 class Metrics:
     """The worker's metrics; one instance per worker."""
 
-    def __init__(self, table: VectorTable, outcomes: Outcomes, app: faust.App) -> None:
+    def __init__(self, table: VectorTable, status: IngestStatus, app: faust.App) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_StateCollector(table, outcomes, app))
+        self.registry.register(_StateCollector(table, status, app))
         self._query_seconds = Histogram("streamvec_query_seconds", "Search latency at the coordinating worker",
                                         ["endpoint"], buckets=_QUERY_BUCKETS, registry=self.registry)
         self._stage_seconds = Histogram("streamvec_query_stage_seconds", "Search latency by stage",

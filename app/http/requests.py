@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from app.http.models import MAX_QUERY_PARAM, BatchSearchBody, SearchBody
+from app.http.models import MAX_QUERY_PARAM, BatchSearchBody, DocumentsBody, SearchBody
 from index.exceptions import StreamvecError, VectorError
 from index.filters import FilterError, Predicate, compile_filter
 from index.vectors import unit_vector
@@ -56,6 +56,11 @@ def parse_batch(body: bytes, dim: int) -> list[SearchRequest]:
         except RequestError as exc:
             raise RequestError(f"queries[{position}]: {exc}") from None
     return requests
+
+
+def parse_ids(body: bytes) -> list[str]:
+    """A ``POST /documents/batch`` body: the ids, in request order."""
+    return list(_validated(DocumentsBody, body).ids)
 
 
 def parse_vector(raw: Any, dim: int) -> np.ndarray:
