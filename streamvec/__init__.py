@@ -8,11 +8,13 @@ streamvec-client`` (README, "Python client").
 from streamvec.client import AsyncClient, Client
 from streamvec.errors import (AuthenticationError, NotVisible, RequestError, ServerError, StreamvecError,
                               Unavailable, WriteError)
-from streamvec.models import BatchResult, Coverage, Document, Hit, Query, SearchResult, Stats, WriteResult
+from streamvec.models import (BatchResult, Coverage, Document, Documents, Hit, Query, SearchResult, Stats,
+                              WriteResult)
 
 __version__ = "0.1.0"
 __all__ = [
-    "AsyncClient", "AuthenticationError", "BatchResult", "Client", "Coverage", "Document", "Hit", "NotVisible",
+    "AsyncClient", "AuthenticationError", "BatchResult", "Client", "Coverage", "Document", "Documents", "Hit",
+    "NotVisible",
     "Query", "RequestError", "SearchResult", "ServerError", "Stats", "StreamvecError", "Unavailable", "WriteError",
     "WriteResult", "__version__",
 ]

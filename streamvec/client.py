@@ -20,11 +20,11 @@ from urllib.parse import quote
 from streamvec._http import Transport
 from streamvec._kafka import EventWriter, Record, encode
 from streamvec.errors import NotVisible, Unavailable, WriteError
-from streamvec.models import BatchResult, Document, Query, SearchResult, Stats, WriteResult
+from streamvec.models import BatchResult, Coverage, Document, Documents, Query, SearchResult, Stats, WriteResult
 
 DEFAULT_URL = "http://127.0.0.1:6066"
+MAX_IDS = 1000  # ids per POST /documents/batch
 EVENT_FIELDS = frozenset({"id", "text", "vector", "metadata", "version", "ts"})
-_POLL_CONCURRENCY = 16
 P = ParamSpec("P")
 R = TypeVar("R")
 Check = Callable[[Document | None], bool]
@@ -84,6 +84,19 @@ class AsyncClient:
         answer = await self._http.request("GET", f"/documents/{quote(id, safe='')}", missing_ok=True)
         return None if answer is None else Document.from_json(answer)
 
+    async def get_many(self, ids: Sequence[str]) -> Documents:
+        """Documents by id with one fan-out per 1,000 ids; in order, None for an id not stored."""
+        found: list[Document | None] = []
+        partial: set[int] = set()
+        answered: set[int] = set()
+        for start in range(0, len(ids), MAX_IDS):
+            answer = await self._http.request("POST", "/documents/batch", {"ids": list(ids[start:start + MAX_IDS])})
+            found += [None if raw is None else Document.from_json(raw) for raw in answer["documents"]]
+            coverage = Coverage.from_json(answer)
+            partial.update(coverage.missing)
+            answered.update(coverage.answered)
+        return Documents(found, Coverage(bool(partial), tuple(sorted(answered - partial)), tuple(sorted(partial))))
+
     async def stats(self) -> Stats:
         """Documents and event outcomes for the whole group."""
         return Stats.from_json(await self._http.request("GET", "/stats"))
@@ -126,22 +139,19 @@ class AsyncClient:
         return await self._writer.send(records)
 
     async def _visible(self, checks: dict[str, Check], timeout: float) -> None:
-        """Poll ``get`` until every id passes its check, or raise :class:`NotVisible`."""
+        """Read the ids back until each passes its check, or raise :class:`NotVisible`. An id
+        missing while partitions did not answer is not taken as deleted."""
         deadline = time.monotonic() + timeout
         pending = dict(checks)
-        gate = asyncio.Semaphore(_POLL_CONCURRENCY)
         pause = 0.02
-
-        async def passes(doc_id: str) -> bool:
-            async with gate:
-                try:
-                    return pending[doc_id](await self.get(doc_id))
-                except Unavailable:
-                    return False
-
-        while pending:
-            done = await asyncio.gather(*(passes(doc_id) for doc_id in pending))
-            pending = {doc_id: check for (doc_id, check), ok in zip(pending.items(), done, strict=True) if not ok}
+        while True:
+            try:
+                answer = await self.get_many(list(pending))
+            except Unavailable:
+                answer = None
+            if answer is not None:
+                pending = {doc_id: check for (doc_id, check), document in zip(pending.items(), answer, strict=True)
+                           if not (check(document) and (document is not None or not answer.coverage.partial))}
             if not pending:
                 return
             if time.monotonic() > deadline:
@@ -235,6 +245,7 @@ class Client:
     search = _blocking(AsyncClient.search)
     search_batch = _blocking(AsyncClient.search_batch)
     get = _blocking(AsyncClient.get)
+    get_many = _blocking(AsyncClient.get_many)
     stats = _blocking(AsyncClient.stats)
     upsert = _blocking(AsyncClient.upsert)
     delete = _blocking(AsyncClient.delete)

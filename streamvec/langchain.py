@@ -18,6 +18,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
 from streamvec.client import Client
+from streamvec.errors import Unavailable
 from streamvec.models import Hit
 from streamvec.models import Document as StoredDocument
 
@@ -79,8 +80,13 @@ class StreamvecVectorStore(VectorStore):
         return True
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        """The stored documents of ``ids``, in that order; ids not stored are left out."""
-        found = [self.client.get(doc_id) for doc_id in ids]
+        """The stored documents of ``ids``, in that order; ids not stored are left out. Raises
+        :class:`~streamvec.Unavailable` rather than leave out ids whose partitions did not answer."""
+        if not ids:
+            return []
+        found = self.client.get_many(list(ids))
+        if found.coverage.partial and None in found.documents:
+            raise Unavailable(f"partitions {list(found.coverage.missing)} did not answer; retry when the group settled")
         return [_from_stored(document) for document in found if document is not None]
 
     def similarity_search(self, query: str, k: int = 4, filter: Mapping[str, Any] | None = None,

@@ -128,6 +128,21 @@ class Document:
 
 
 @dataclass(frozen=True)
+class Documents:
+    """Documents looked up by id, in request order; None for an id not stored. When
+    ``coverage.partial``, a None may be a document in a partition that did not answer."""
+
+    documents: list[Document | None]
+    coverage: Coverage
+
+    def __iter__(self) -> Iterator[Document | None]:
+        return iter(self.documents)
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+
+@dataclass(frozen=True)
 class Stats:
     """The group's counts (``GET /stats``); ``raw`` keeps the whole answer, per worker included."""
 

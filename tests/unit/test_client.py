@@ -164,3 +164,12 @@ def test_the_blocking_client_works_inside_a_running_event_loop(workers: list[Fak
         with Client(workers[0].url) as client:
             return len(client.search("x"))
     assert asyncio.run(inside()) == 1
+
+
+def test_get_many_keeps_the_order_and_says_when_partitions_were_missing(workers: list[FakeWorker]) -> None:
+    partial = {"partial": True, "partitions": {"answered": [0], "missing": [1]}}
+    workers[0].script["/documents/batch"] = [(200, {"documents": [None, {"id": "b", "metadata": {"x": 1}}], **partial})]
+    with Client(workers[0].url) as client:
+        found = client.get_many(["a", "b"])
+    assert workers[0].bodies[0] == {"ids": ["a", "b"]}
+    assert [d and d.id for d in found] == [None, "b"] and found.coverage.missing == (1,)
