@@ -109,8 +109,9 @@ class AsyncClient:
         README "Events"), keyed by id; returns once Kafka acknowledged every one.
 
         With ``wait``, returns only when every document reads back as written from the
-        workers (``get``), so a search right after sees it; raises :class:`NotVisible` after
-        ``wait_timeout`` seconds (a refused event is in the dead-letter topic).
+        workers (:meth:`get_many`: same metadata, and text when they return it), so a search
+        right after sees it; raises :class:`NotVisible` after ``wait_timeout`` seconds (a
+        refused event is in the dead-letter topic).
         """
         events = [_event(document) for document in documents]
         result = await self._send([(e["id"].encode(), encode(e)) for e in events])
