@@ -2,7 +2,10 @@
 vector-store tests (langchain-tests), then filters, scores, search by vector and from_texts.
 
 The group has its own app id and starts empty; each standard test deletes what it wrote.
-Page content is the stored text, so these tests need workers that return it.
+Page content is the stored text: the standard tests that compare it after a search need
+search hits that carry the text (issue 13, item 2, in progress on main). Until the HTTP
+``Hit`` model has ``text`` they are strict expected failures, so they run for real, and must
+pass, the moment it does.
 """
 
 from __future__ import annotations
@@ -16,12 +19,21 @@ import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests.vectorstores import VectorStoreIntegrationTests
 
+from app.http.models import Hit
 from index.embedder import load_embedder
 from streamvec import Client
 from streamvec.langchain import StreamvecVectorStore
 from tests.cluster import Worker, wait_for
 
 pytestmark = pytest.mark.integration
+
+_NEEDS_TEXT_IN_HITS = pytest.mark.xfail(
+    "text" not in Hit.model_fields, strict=True, raises=AssertionError,
+    reason="search hits do not carry the stored text yet (issue 13, item 2): page_content is empty")
+# Read by tests/integration/conftest.py (the tests are LangChain's, inherited, not ours to decorate).
+EXPECTED_FAILURES = {f"test_{name}{suffix}": _NEEDS_TEXT_IN_HITS for suffix in ("", "_async") for name in (
+    "add_documents", "deleting_documents", "deleting_bulk_documents", "add_documents_with_ids_is_idempotent",
+    "add_documents_by_id_with_mutation")}
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +96,14 @@ PETS = [("a tabby cat asleep on the sofa", {"kind": "pet", "legs": 4}),
 
 
 def test_metadata_filters_and_scores(store: StreamvecVectorStore) -> None:
-    store.add_texts([text for text, _ in PETS], [metadata for _, metadata in PETS])
+    ids = store.add_texts([text for text, _ in PETS], [metadata for _, metadata in PETS])
     scored = store.similarity_search_with_score("a kitten", k=3)
-    assert scored[0][0].page_content == PETS[0][0] and scored[0][0].metadata == PETS[0][1]
+    assert scored[0][0].id == ids[0] and scored[0][0].metadata == PETS[0][1]
     assert [score for _, score in scored] == sorted((score for _, score in scored), reverse=True)
     pets = store.similarity_search("farm machinery", k=3, filter={"kind": "pet"})
-    assert {doc.page_content for doc in pets} == {PETS[0][0], PETS[1][0]}
+    assert {doc.id for doc in pets} == {ids[0], ids[1]}
     legless = store.similarity_search("an animal", k=3, filter={"legs": {"$lt": 1}, "kind": "pet"})
-    assert [doc.page_content for doc in legless] == [PETS[1][0]]
+    assert [doc.id for doc in legless] == [ids[1]]
     relevant = store.similarity_search_with_relevance_scores("a kitten", k=1)
     assert relevant[0][1] == pytest.approx(scored[0][1])
 
