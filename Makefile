@@ -13,7 +13,7 @@ TEST_DEBS := chromium chromium-driver prometheus
 TEST_TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/prometheus /usr/bin/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test-tools demo test test-unit bench-ingest bench-embed bench-query clean
+.PHONY: install test-tools demo test test-faults test-unit bench-ingest bench-embed bench-query clean
 
 install: $(INSTALLED) $(KAFKA_JARS)
 
@@ -40,7 +40,12 @@ demo: install
 	$(BIN)/streamvec demo
 
 test: install test-tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not faults"
+
+# Kill -9, a slow and a stopped broker, a failing model, poison events, a rebalance storm;
+# prints a table of what each fault did. .ci/run runs it after `make test`.
+test-faults: install
+	$(BIN)/python -m pytest -m faults tests/faults
 
 test-unit: install test-tools
 	$(BIN)/python -m pytest tests/unit

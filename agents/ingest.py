@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import faust
 import numpy as np
 from aiokafka.structs import RecordMetadata
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from agents.deadletters import DeadLetter, dead_letter_records
 from agents.observers import BatchObserver, DeletedDocument, IndexedDocument
@@ -81,6 +81,14 @@ class IngestTable(Protocol):
 
     def commit(self, partition: int, writes: Sequence[tuple[bytes, bytes]],
                changelog_offset: int) -> Future[None] | None: ...
+
+
+class Positions(Protocol):
+    """Where the input partitions begin, and reading one again from an offset (Faust's consumer)."""
+
+    async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
+
+    async def rewind(self, topic: str, partition: int, offset: int) -> None: ...
 
 
 class Sender(Protocol):
@@ -138,6 +146,7 @@ class _Prior:
     metadata: Mapping[str, Any]
     vector: np.ndarray | None  # None also while an earlier event of the batch waits for the model
     model: str | None
+    source: tuple[str, int] | None
 
     @classmethod
     def of(cls, record: codec.Record | None, live: bool | None = None) -> _Prior | None:
@@ -146,7 +155,8 @@ class _Prior:
         if record is None:
             return None
         live = not record.deleted if live is None else live
-        return cls(record.version, live, record.text_hash, record.metadata, record.vector, record.model)
+        return cls(record.version, live, record.text_hash, record.metadata, record.vector, record.model,
+                   record.source)
 
 
 @dataclass
@@ -162,13 +172,15 @@ class _Decisions:
 class IngestProcessor:
     """Turns one batch of Kafka events into durable records, index entries and dead letters."""
 
-    def __init__(self, table: IngestTable, embedding: Embedding, sender: Sender, status: IngestStatus, *,
-                 parsers: Mapping[str, Parser], dead_letter_topic: str, options: Options = Options(),
+    def __init__(self, table: IngestTable, embedding: Embedding, sender: Sender, positions: Positions,
+                 status: IngestStatus, *, parsers: Mapping[str, Parser], dead_letter_topic: str,
+                 options: Options = Options(),
                  observers: Sequence[BatchObserver] = (), on_searchable: OnSearchable | None = None,
                  may_retry: Callable[[], bool] = lambda: True) -> None:
         self.table = table
         self.embedding = embedding
         self.sender = sender
+        self.positions = positions
         self.status = status
         self.parsers = parsers
         self.dead_letter_topic = dead_letter_topic
@@ -215,9 +227,10 @@ class IngestProcessor:
 
     async def _process_once(self, batch: Sequence[EventT], vectors: dict[str, np.ndarray]) -> None:
         refused: dict[_Where, DeadLetter] = {}
-        decisions = self._decide(batch, refused)
+        stored = await self._stored_progress(batch)
+        decisions = self._decide(batch, stored, refused)
         while await self._embed(decisions.writes, refused, vectors):
-            decisions = self._decide(batch, refused)  # a text failed alone: decide without it
+            decisions = self._decide(batch, stored, refused)  # a text failed alone: decide without it
         if decisions.skipped:
             logger.info("partitions %s: %d redelivered events were already processed; skipped",
                         sorted(decisions.progress) or _partitions(batch), decisions.skipped)
@@ -226,6 +239,7 @@ class IngestProcessor:
         offsets = await self._make_durable(records, decisions.refused)
         await self._notify(writes)
         indexing = self._apply(records, offsets, writes)
+        await self._read_holes_again(decisions)
         self.status.embeddings_reused += sum(write.reused for write in writes)
         for letter in decisions.refused:
             logger.warning("partition %d offset %d: dead-lettered (%s): %s",
@@ -238,20 +252,19 @@ class IngestProcessor:
 
     # ---- 1. decide ----------------------------------------------------------------------
 
-    def _decide(self, batch: Sequence[EventT], refused: Mapping[_Where, DeadLetter]) -> _Decisions:
-        """Step 1; events of one id share a partition, so ``latest`` sees them in offset order."""
+    def _decide(self, batch: Sequence[EventT], stored: Mapping[int, Progress],
+                refused: Mapping[_Where, DeadLetter]) -> _Decisions:
+        """Step 1, in delivery order; an event already done (before, or earlier in this batch) is skipped."""
         decisions = _Decisions()
         latest: dict[tuple[int, str], _Prior | None] = {}
-        stored_progress: dict[int, Progress] = {}
+        working = {partition: progress.copy() for partition, progress in stored.items()}
         for source in batch:
             message = source.message
-            partition = message.partition
-            if partition not in stored_progress:
-                stored_progress[partition] = self._stored_progress(partition)
-            if stored_progress[partition].done(message.topic, message.offset):
+            counts = working[message.partition]
+            if counts.done(message.topic, message.offset):
                 decisions.skipped += 1
                 continue
-            counts = decisions.progress.setdefault(partition, stored_progress[partition].copy())
+            decisions.progress[message.partition] = counts
             outcome = refused.get(_where(source)) or self._judge(source, latest, decisions)
             if isinstance(outcome, DeadLetter):
                 decisions.refused.append(outcome)
@@ -279,7 +292,7 @@ class IngestProcessor:
             except codec.CodecError as exc:
                 return _refusal(source, "stored_unreadable", f"the stored record of {event.id!r} is unreadable: {exc}")
         prior = latest[key]
-        if _is_stale(event, prior):
+        if _is_stale(event, prior, (message.topic, message.offset)):
             return "stale"
         if _is_unchanged(event, prior, self.embedding.model_id):
             return "unchanged"
@@ -301,10 +314,12 @@ class IngestProcessor:
             version = event.version if event.version is not None else (prior.version if prior else None)
             if prior is None and version is None:
                 return _Write(source, event, None)  # nothing stored, nothing to remember
-            return _Write(source, event, codec.Record(vector=None, version=version, ts=event.ts))
+            return _Write(source, event, codec.Record(vector=None, version=version, ts=event.ts,
+                                                      source=(source.message.topic, source.message.offset)))
+        where = (source.message.topic, source.message.offset)
         record = codec.Record(vector=event.vector, metadata=event.metadata, version=event.version,
                               text_hash=event.text_hash, ts=event.ts,
-                              text=event.text if self.options.store_text else None)
+                              text=event.text if self.options.store_text else None, source=where)
         if event.vector is not None:
             return _Write(source, event, record)
         model = self.embedding.model_id
@@ -314,12 +329,38 @@ class IngestProcessor:
             return _Write(source, event, dataclasses.replace(record, vector=prior.vector), reused=True)
         return _Write(source, event, record, from_model=True)
 
-    def _stored_progress(self, partition: int) -> Progress:
-        try:
-            return self.table.progress(partition)
-        except Exception as exc:
-            raise Stalled("store", f"partition {partition}: reading its progress from the local store failed "
-                                   f"({type(exc).__name__}: {exc})") from exc
+    async def _stored_progress(self, batch: Sequence[EventT]) -> dict[int, Progress]:
+        """The progress of each partition of the batch, tracking every topic of the batch."""
+        found: dict[int, Progress] = {}
+        for partition in {source.message.partition for source in batch}:
+            try:
+                found[partition] = self.table.progress(partition)
+            except Exception as exc:
+                raise Stalled("store", f"partition {partition}: reading its progress from the local store failed "
+                                       f"({type(exc).__name__}: {exc})") from exc
+        new = {(s.message.topic, s.message.partition) for s in batch
+               if not found[s.message.partition].tracks(s.message.topic)}
+        if new:
+            try:
+                starts = await self.positions.earliest(new)
+            except Exception as exc:
+                raise Stalled("broker", f"asking Kafka where partitions {sorted(new)} begin failed "
+                                        f"({type(exc).__name__}: {exc})") from exc
+            for (topic, partition), offset in starts.items():
+                found[partition].begin(topic, offset)
+        return found
+
+    async def _read_holes_again(self, decisions: _Decisions) -> None:
+        """Read again what the consumer skipped: an event below others that are done, but not done itself."""
+        for partition, counts in decisions.progress.items():
+            for topic, offset in counts.holes().items():
+                logger.warning("partition %d: the consumer skipped %s offsets from %d; reading them again",
+                               partition, topic, offset)
+                try:
+                    await self.positions.rewind(topic, partition, offset)
+                except Exception as exc:
+                    raise Stalled("broker", f"seeking {topic} partition {partition} to offset {offset} failed "
+                                            f"({type(exc).__name__}: {exc})") from exc
 
     # ---- 2. embed -----------------------------------------------------------------------
 
@@ -463,9 +504,14 @@ def _timestamps_by_kind(writes: list[_Write]) -> dict[str, list[float]]:
     return dict(stamps)
 
 
-def _is_stale(event: Event, prior: _Prior | None) -> bool:
-    return event.version is not None and prior is not None and prior.version is not None \
-        and event.version <= prior.version
+def _is_stale(event: Event, prior: _Prior | None, where: tuple[str, int]) -> bool:
+    """An older or equal version; without versions on both sides, an older offset of the same topic
+    (a consumer that seeks can hand over an event after a newer one of the same id)."""
+    if prior is None:
+        return False
+    if event.version is not None and prior.version is not None:
+        return event.version <= prior.version
+    return prior.source is not None and prior.source[0] == where[0] and where[1] < prior.source[1]
 
 
 def _is_unchanged(event: Event, prior: _Prior | None, model: str) -> bool:
@@ -481,6 +527,20 @@ def _is_unchanged(event: Event, prior: _Prior | None, model: str) -> bool:
         same_vector = prior.vector is not None and np.array_equal(prior.vector, event.vector)
     return (same_vector and prior.text_hash == event.text_hash and prior.version == event.version
             and dict(prior.metadata) == dict(event.metadata))
+
+
+class ConsumerPositions:
+    """:class:`Positions` from a Faust app's consumer."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        found = await self.app.consumer.earliest_offsets(*(TP(topic, partition) for topic, partition in partitions))
+        return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
+
+    async def rewind(self, topic: str, partition: int, offset: int) -> None:
+        await self.app.consumer.seek(TP(topic, partition), offset)
 
 
 def register_ingest(app: faust.App, topic: faust.TopicT, processor: IngestProcessor, dead_letters: faust.TopicT,

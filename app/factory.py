@@ -8,7 +8,7 @@ from functools import partial
 
 import faust
 
-from agents.ingest import IngestProcessor, Options, register_ingest
+from agents.ingest import ConsumerPositions, IngestProcessor, Options, register_ingest
 from agents.status import IngestStatus
 from app.cdc import cdc_parsers
 from app.embedding import EmbeddingService, embedder_from_settings
@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> Streamvec:
     producer = DurableProducer(bootstrap(settings.broker), idempotent=settings.idempotent_producer)
     options = Options(limits=settings.event_limits, store_text=settings.store_text,
                       max_record_bytes=settings.max_record_bytes)
-    processor = IngestProcessor(table, embedding, producer, status, parsers=parsers,
+    processor = IngestProcessor(table, embedding, producer, ConsumerPositions(app), status, parsers=parsers,
                                 dead_letter_topic=settings.dead_letter_topic, options=options,
                                 on_searchable=metrics.observe_searchable, may_retry=lambda: not (app.rebalancing or app.should_stop))
     register_ingest(app, topic, processor, dead_letters, settings.ingest_batch_size, settings.ingest_batch_wait)

@@ -9,7 +9,9 @@ A record without a vector is a tombstone: the document is deleted, and its versi
 so that an older upsert replayed later cannot bring it back. Deletes always write one (never
 Kafka's null tombstone), so compaction cannot drop a delete a snapshot or standby still needs.
 
-The header names the model that made the vector (``None``: the producer brought it), so a
+The header names the event that wrote the record (its topic and offset: without versions,
+offset order decides, also when a consumer hands over an older event after a newer one) and
+the model that made the vector (``None``: the producer brought it), so a
 text re-sent after a model change is embedded again rather than matched by its hash, and it
 may hold the text itself (``STREAMVEC_STORE_TEXT``), which the index never keeps in memory.
 Format 1 records (no model, no text) are still read: their vectors count as from an unknown
@@ -48,6 +50,7 @@ class Record:
     ts: float | None = None
     model: str | None = None
     text: str | None = None
+    source: tuple[str, int] | None = None  # (topic, offset) of the event that wrote it
 
     @property
     def deleted(self) -> bool:
@@ -68,7 +71,7 @@ def encoded_size(record: Record, dim: int) -> int:
 
 def _header(record: Record) -> bytes:
     fields = {"m": record.metadata, "v": record.version, "h": record.text_hash, "t": record.ts,
-              "e": record.model, "x": record.text}
+              "e": record.model, "x": record.text, "s": record.source}
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -89,5 +92,6 @@ def decode(data: bytes) -> Record:
     body = data[start:]
     vector = np.frombuffer(body, dtype="<f4") if body else None
     return Record(vector=vector, metadata=header["m"], version=header["v"], text_hash=header["h"], ts=header["t"],
-                  model=header.get("e"), text=header.get("x"))
+                  model=header.get("e"), text=header.get("x"),
+                  source=None if header.get("s") is None else (str(header["s"][0]), int(header["s"][1])))
 

@@ -160,12 +160,30 @@ class IndexedStore(Store):
         await super().on_recovery_completed(active_tps, standby_tps)
         topics = self.table.changelog_topic.topics
         owned = {tp.partition for tp in active_tps if tp.topic in topics}
+        await self._read_from_progress(owned)
         await self._close_slots(set(self._slots) - owned)
         to_build = sorted(owned - set(self._slots))
         for partition in to_build:
             slot = self._slots[partition] = _Slot(partition, Lane(self._pool), self._index_factory())
             slot.lane.submit(self._build_chunk, slot, None)
         logger.info("recovery completed: serving partitions %s, building %s", sorted(owned), to_build)
+
+    async def _read_from_progress(self, partitions: set[int]) -> None:
+        """Commit, for each input partition, the first offset its progress record says is not done.
+
+        Faust seeks every input partition to its committed offset right after this. Its own
+        commits can be past events it never delivered (after a seek it counts a jump in offsets
+        as done), so ingest starts from what the changelog says it did instead.
+        """
+        offsets = {TP(topic, partition): offset for partition in partitions
+                   for topic, offset in self.progress(partition).next.items()}
+        if not offsets:
+            return
+        try:
+            await self.app.consumer._commit(offsets)  # noqa: SLF001 — Faust has no public commit of given offsets
+        except Exception:
+            logger.exception("partitions %s: committing the offsets of their progress records failed; ingest "
+                             "reads on from the group's own commits", sorted(partitions))
 
     async def stop(self) -> None:
         await self._close_slots(set(self._slots))
