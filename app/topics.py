@@ -46,20 +46,27 @@ async def partitions_of(broker: str, topic: str) -> list[TopicPartition]:
     return [TopicPartition(topic, n) for n in sorted(p["partition"] for p in described["partitions"])]
 
 
-async def read_to_end(broker: str, partitions: list[TopicPartition]) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of ``partitions`` up to the end offsets they have now, in offset order per
-    partition: records written meanwhile are not waited for.
+async def read_to_end(broker: str, partitions: list[TopicPartition],
+                      last: int | None = None) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``partitions`` (with ``last``: only the last ``last`` of each) up to the
+    end offsets they have now, in offset order per partition: records written meanwhile are not
+    waited for.
 
     No group and ``auto_offset_reset="earliest"``: every assigned partition starts at its
     beginning. An explicit ``seek_to_beginning()`` right after ``assign()`` races with the
     reset that ``assign()`` starts under the default "latest"; inside a Faust worker
-    ``getone()`` then waited forever.
+    ``getone()`` then waited forever. A ``seek()`` to an offset is safe: aiokafka's fetcher
+    does not overwrite a position sought while it fetched the reset offset.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker), group_id=None, auto_offset_reset="earliest")
     try:
         await consumer.start()
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
+        if last is not None:
+            starts = await consumer.beginning_offsets(partitions)
+            for tp in partitions:
+                consumer.seek(tp, max(starts[tp], ends[tp] - last))
         found: list[ConsumerRecord[bytes, bytes]] = []
         remaining = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
         while remaining:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from app.settings import Settings, SettingsError, describe
+from streamvec import __version__
 
 if TYPE_CHECKING:
     from app.cli.deadletters import StoredDeadLetter
@@ -29,6 +30,7 @@ def _settings(**flags: Any) -> Settings:
 
 
 @click.group(epilog="Settings: " + ", ".join(name for name, _, _ in describe()))
+@click.version_option(__version__, prog_name="streamvec")
 def main() -> None:
     """Real-time vector search on Kafka: Faust workers embed, index and answer queries."""
 
@@ -76,20 +78,31 @@ def produce(file: Path, broker: str | None, quiet: bool) -> None:
 @click.option("-k", type=int, default=10, show_default=True, help="How many results.")
 @click.option("--filter", "filter_", help='Metadata filter as JSON, e.g. \'{"category": "food"}\'.')
 @click.option("--url", default=None, help="A worker's URL (default http://127.0.0.1:$STREAMVEC_WEB_PORT).")
-def search(text: str, k: int, filter_: str | None, url: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the worker's JSON answer instead of a table.")
+def search(text: str, k: int, filter_: str | None, url: str | None, as_json: bool) -> None:
     """Ask a worker for the documents most similar to TEXT."""
-    from app.cli.client import search as ask
+    from app.cli.results import format_hits
+    from streamvec import Client, StreamvecError
 
     settings = _settings()
-    body: dict[str, Any] = {"text": text, "k": k}
-    if filter_:
-        body["filter"] = json.loads(filter_)
-    answer = asyncio.run(ask(url or f"http://127.0.0.1:{settings.web_port}", body, settings.api_key))
-    for rank, hit in enumerate(answer["results"], 1):
-        click.echo(f"{rank:>3}  {hit['score']:.4f}  {hit['id']}  {json.dumps(hit['metadata'], ensure_ascii=False)}")
-    if answer["partial"]:
-        click.echo(f"partial answer: partitions {answer['partitions']['missing']} did not answer", err=True)
-    click.echo(f"({answer['took_ms']:.1f} ms)", err=True)
+    try:
+        query_filter = json.loads(filter_) if filter_ else None
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--filter") from None
+    url = url or f"http://127.0.0.1:{settings.web_port}"
+    try:
+        with Client(url, api_key=settings.api_key or None, retries=1) as client:
+            answer = client.search(text, k=k, filter=query_filter)
+    except StreamvecError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(answer.raw, ensure_ascii=False, indent=2))
+        return
+    for line in format_hits(answer.hits):
+        click.echo(line)
+    if answer.partial:
+        click.echo(f"partial answer: partitions {list(answer.coverage.missing)} did not answer", err=True)
+    click.echo(f"({len(answer.hits)} results, {answer.took_ms:.1f} ms)", err=True)
 
 
 @main.command()

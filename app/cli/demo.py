@@ -104,7 +104,7 @@ def _documents(url: str, api_key: str) -> int:
 
 def _print_usage(ports: list[int]) -> None:
     query = "big wild cat with a mane"
-    click.echo("\nReady. Try:\n")
+    click.echo(f"\nReady. Open the search page: http://127.0.0.1:{ports[0]}/ (any worker serves it). Or try:\n")
     click.echo(f"  curl -s 'http://127.0.0.1:{ports[0]}/search?q=instrument+that+tells+how+hot+something+is&k=5'")
     click.echo(f"  curl -s -X POST http://127.0.0.1:{ports[1]}/search -H 'Content-Type: application/json' \\\n"
                f"       -d '{{\"text\": \"{query}\", \"k\": 5, \"filter\": {{\"category\": \"animal\"}}}}'")

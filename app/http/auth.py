@@ -53,8 +53,9 @@ class ClusterSecret:
         return self._value
 
 
-def auth_middleware(api_key: str, secret: ClusterSecret) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """aiohttp middleware enforcing the rules in the module docstring."""
+def auth_middleware(api_key: str, secret: ClusterSecret,
+                    open_paths: frozenset[str] = OPEN_PATHS) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """aiohttp middleware enforcing the rules in the module docstring; ``open_paths`` never need the key."""
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -63,7 +64,7 @@ def auth_middleware(api_key: str, secret: ClusterSecret) -> Callable[[web.Reques
                 return web.json_response({"error": "worker-to-worker endpoint: the cluster secret is missing "
                                           "or wrong (all workers need the same STREAMVEC_CLUSTER_SECRET)"},
                                          status=403)
-        elif api_key and request.path not in OPEN_PATHS and not _same(_presented_key(request), api_key):
+        elif api_key and request.path not in open_paths and not _same(_presented_key(request), api_key):
             return web.json_response(
                 {"error": f"an API key is required: send it as `{API_KEY_HEADER}: <key>` or `Authorization: Bearer <key>`"},
                 status=401, headers={"WWW-Authenticate": 'Bearer realm="streamvec"'})

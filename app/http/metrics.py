@@ -74,22 +74,28 @@ class _StateCollector(Collector):
         yield retries
 
     def _lag(self) -> GaugeMetricFamily:
-        """Events not yet read, per assigned input partition (Kafka high watermark − next offset)."""
         lag = GaugeMetricFamily("streamvec_consumer_lag", "Events in the input topic not yet read by this worker",
                                 labels=["topic", "partition"])
-        consumer = self._app.consumer
-        changelog = self._table.changelog_topic_name
-        for tp in sorted(consumer.assignment()):
-            if tp.topic == changelog:
-                continue
-            try:
-                highwater = consumer.highwater(tp)
-            except (AssertionError, KeyError, RuntimeError):  # not fetched yet / consumer stopping
-                continue
-            read = consumer._read_offset.get(tp)  # noqa: SLF001 — Faust keeps the last offset read there
-            if highwater is not None:
-                lag.add_metric([tp.topic, str(tp.partition)], max(0, highwater - (read + 1 if read is not None else 0)))
+        for (topic, partition), behind in consumer_lag(self._app, self._table.changelog_topic_name).items():
+            lag.add_metric([topic, str(partition)], behind)
         return lag
+
+
+def consumer_lag(app: faust.App, changelog: str) -> dict[tuple[str, int], int]:
+    """Events not yet read, per assigned input partition (Kafka high watermark − next offset)."""
+    consumer = app.consumer
+    behind: dict[tuple[str, int], int] = {}
+    for tp in sorted(consumer.assignment()):
+        if tp.topic == changelog:
+            continue
+        try:
+            highwater = consumer.highwater(tp)
+        except (AssertionError, KeyError, RuntimeError):  # not fetched yet / consumer stopping
+            continue
+        read = consumer._read_offset.get(tp)  # noqa: SLF001 — Faust keeps the last offset read there
+        if highwater is not None:
+            behind[(tp.topic, tp.partition)] = max(0, highwater - (read + 1 if read is not None else 0))
+    return behind
 
 
 class Metrics:

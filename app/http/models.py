@@ -142,5 +142,27 @@ class Stats(Coverage):
     outcomes: dict[str, int] = Field(description="What happened to consumed events, summed over workers: "
                                      "indexed, deleted, stale, unchanged, dead_lettered.")
     dead_letter_reasons: dict[str, int]
+    lag: int = Field(description="Events in the input topics not yet read, summed over the answering workers.")
     per_partition: dict[str, dict[str, Any]] = Field(description="documents and outcome counts by partition.")
     workers: dict[str, Any] = Field(description="Each worker's own report, by URL (or why it did not answer).")
+
+
+class DeadLetterSource(BaseModel):
+    topic: str
+    partition: int
+    offset: int
+
+
+class DeadLetterItem(BaseModel):
+    partition: int = Field(description="Where it is in the dead-letter topic.")
+    offset: int
+    timestamp: float = Field(description="When it was dead-lettered, seconds since the epoch.")
+    reason: str = Field(description="The reason code (README, Dead letters).")
+    error: str = Field(description="What is wrong with the event.")
+    source: DeadLetterSource = Field(description="Where the event was read.")
+    key: str | None = Field(description="The event's key as text (cut at 500 characters).")
+    value: str | None = Field(description="The event's value as text (cut at 500 characters).")
+
+
+class DeadLetters(BaseModel):
+    dead_letters: list[DeadLetterItem] = Field(description="Newest first.")

@@ -12,12 +12,14 @@ from pydantic.json_schema import models_json_schema
 
 from app.http import models
 from app.http.auth import API_KEY_HEADER
+from app.http.deadletters import MAX_LIMIT
+from streamvec import __version__
 
 _REF = "#/components/schemas/{model}"
 _MODELS: tuple[type[BaseModel], ...] = (
     models.SearchBody, models.BatchSearchBody, models.SearchResponse, models.BatchSearchResponse,
     models.Document, models.DocumentsBody, models.Documents, models.Error, models.Health, models.Readiness,
-    models.Stats)
+    models.Stats, models.DeadLetters)
 
 
 def build_openapi(dim: int, protected: bool) -> dict[str, Any]:
@@ -34,7 +36,7 @@ def build_openapi(dim: int, protected: bool) -> dict[str, Any]:
     number = {"type": "integer", "minimum": 1}
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
-        "info": {"title": "streamvec", "version": "0.1.0",
+        "info": {"title": "streamvec", "version": __version__,
                  "description": "Real-time vector search over a Kafka topic. Every worker answers for the whole group."},
         "paths": {
             "/search": {
@@ -66,6 +68,13 @@ def build_openapi(dim: int, protected: bool) -> dict[str, Any]:
                 "200": _response("Ready", "Readiness"), "503": _response("Not ready yet", "Readiness"), **auth})},
             "/stats": {"get": _operation("Documents and event outcomes per partition, for the whole group", auth,
                                          answers={"200": _response("Counts", "Stats"), **auth})},
+            "/dead-letters": {"get": _operation(
+                "The latest events the workers refused, with their reasons", auth,
+                parameters=[_query("limit", {**number, "maximum": MAX_LIMIT})],
+                answers={"200": _response("Newest first", "DeadLetters"), "400": error,
+                         "503": _response("The broker could not be read", "Error"), **auth})},
+            "/": {"get": _operation("The search page (HTML; never needs the API key)", {}, answers={
+                "200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}})},
             "/metrics": {"get": _operation("Prometheus metrics of this worker", auth, answers={
                 "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
                 **auth})},

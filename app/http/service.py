@@ -222,15 +222,15 @@ class SearchService:
 
     # ---- stats and readiness --------------------------------------------------------------
 
-    async def stats(self, embeddings_reused: Callable[[], int], cache_stats: Callable[[], dict[str, Any]],
-                    readiness: Callable[[], dict[str, Any]], identity: Mapping[str, Any]) -> dict[str, Any]:
+    async def stats(self, extras: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The group's stats; ``extras()`` is what a worker adds about itself (its identity,
+        readiness, consumer lag, query cache, ``embeddings_reused``)."""
         async def local() -> dict[str, Any]:
-            return self.local_stats(embeddings_reused(), cache_stats(), readiness(), identity)
+            return self.local_stats(extras())
         answers = await self.fanout.ask("/internal/stats", b"{}", "application/json", local, orjson.loads)
         return self._merge_stats(answers)
 
-    def local_stats(self, embeddings_reused: int, cache: dict[str, Any], readiness: dict[str, Any],
-                    identity: Mapping[str, Any]) -> dict[str, Any]:
+    def local_stats(self, extras: dict[str, Any]) -> dict[str, Any]:
         """This worker's report: for its active partitions documents and outcomes; the same for the
         standby copies that may answer (the group's stats use them for a partition no active owner
         reported, as while a dead worker's partitions move)."""
@@ -238,12 +238,12 @@ class SearchService:
         actives = {p for p, c in copies.items() if c.active and c.built}
         standbys = {p for p, c in copies.items() if not c.active and _may_answer(c, self.max_standby_lag)}
         outcomes = {p: self.table.progress(p).counts() for p in sorted(actives)}
+        reused = extras.pop("embeddings_reused", 0)
         return {"partitions": sorted(actives), "documents": {str(p): n for p, n in self.table.counts(actives).items()},
                 "standbys": {str(p): {"built": c.built, "lag": c.lag, "documents": self.table.index.count(p)}
                              for p, c in sorted(copies.items()) if not c.active},
                 "standby_outcomes": {str(p): self.table.progress(p).counts() for p in sorted(standbys)},
-                "outcomes": _outcome_report(outcomes, embeddings_reused), "query_cache": cache,
-                **identity, **readiness}
+                "outcomes": _outcome_report(outcomes, reused), **extras}
 
     def _merge_stats(self, answers: list[Answer[dict[str, Any]]]) -> dict[str, Any]:
         """Each partition's outcomes (kept in the changelog, counted since the app id's first event)
@@ -265,7 +265,7 @@ class SearchService:
         answered = sorted(int(p) for p in per_partition)
         coverage = Coverage(tuple(answered), tuple(sorted(set(range(self.partitions)) - set(answered))))
         return {"documents": sum(p["documents"] for p in per_partition.values()), "outcomes": totals,
-                "dead_letter_reasons": reasons,
+                "dead_letter_reasons": reasons, "lag": sum(body.get("lag", 0) for body in bodies),
                 "per_partition": dict(sorted(per_partition.items(), key=lambda item: int(item[0]))),
                 **coverage.json(),
                 "workers": {a.url: a.body if a.body else {"error": a.error} for a in answers}}

@@ -18,8 +18,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from app.http import wire
-from app.http.auth import ClusterSecret, auth_middleware
+from app.http import page, wire
+from app.http.auth import OPEN_PATHS, ClusterSecret, auth_middleware
+from app.http.deadletters import latest_dead_letters, parse_limit
 from app.http.metrics import Metrics
 from app.http.requests import RequestError, Row, parse_batch, parse_ids, parse_search, query_params
 from app.http.service import (SearchResult, SearchService, encode_answer, encode_documents, not_found_message)
@@ -34,17 +35,20 @@ class WorkerFacts:
     """What the views report about this worker besides the service's answers."""
 
     dim: int
+    broker: str
+    dead_letter_topic: str
     readiness: Callable[[], dict[str, Any]]
-    embeddings_reused: Callable[[], int]
-    query_cache: Callable[[], dict[str, Any]]
+    report: Callable[[], dict[str, Any]]  # what this worker adds to its stats (see SearchService.stats)
     openapi: dict[str, Any]
 
 
 def register_views(web_app: web.Application, service: SearchService, facts: WorkerFacts, metrics: Metrics,
                    api_key: str, secret: ClusterSecret) -> None:
     api = Api(service, facts, metrics)
-    web_app.middlewares.extend([json_errors, auth_middleware(api_key, secret)])
+    web_app.middlewares.extend([json_errors, auth_middleware(api_key, secret, OPEN_PATHS | page.PATHS)])
     routes = web_app.router
+    # Before Faust's own routes (added when its web server starts): ours answer "/".
+    page.register_page(routes)
     routes.add_post("/search", api.search_post)
     routes.add_get("/search", api.search_get)
     routes.add_post("/search/batch", api.search_batch)
@@ -53,6 +57,7 @@ def register_views(web_app: web.Application, service: SearchService, facts: Work
     routes.add_get("/health", api.health)
     routes.add_get("/ready", api.ready)
     routes.add_get("/stats", api.stats)
+    routes.add_get("/dead-letters", api.dead_letters)
     routes.add_get("/metrics", api.metrics_view)
     routes.add_get("/openapi.json", api.openapi)
     routes.add_post("/internal/search", api.internal_search)
@@ -121,8 +126,12 @@ class Api:
         return _json(state, status=200 if state["ready"] else 503)
 
     async def stats(self, request: web.Request) -> web.Response:
-        return _json(await self.service.stats(self.facts.embeddings_reused, self.facts.query_cache,
-                                              self.facts.readiness, _identity()))
+        return _json(await self.service.stats(self._report))
+
+    async def dead_letters(self, request: web.Request) -> web.Response:
+        letters = await latest_dead_letters(self.facts.broker, self.facts.dead_letter_topic,
+                                            parse_limit(request.query))
+        return _json({"dead_letters": letters})
 
     async def metrics_view(self, request: web.Request) -> web.Response:
         body, content_type = self.metrics.render()
@@ -147,17 +156,15 @@ class Api:
         return web.Response(body=encode_documents(found), content_type=wire.CONTENT_TYPE)
 
     async def internal_stats(self, request: web.Request) -> web.Response:
-        return _json(self.service.local_stats(self.facts.embeddings_reused(), self.facts.query_cache(),
-                                              self.facts.readiness(), _identity()))
+        return _json(self.service.local_stats(self._report()))
+
+    def _report(self) -> dict[str, Any]:
+        return {**self.facts.report(), **self.facts.readiness(), "pid": os.getpid(), "started": _STARTED}
 
 
 def _rendered(result: SearchResult, single: bool) -> dict[str, Any]:
     results = [[found.json() for found in row] for row in result.results]
     return {"results": results[0] if single else results, **result.coverage.json(), "took_ms": result.took_ms}
-
-
-def _identity() -> dict[str, Any]:
-    return {"pid": os.getpid(), "started": _STARTED}
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

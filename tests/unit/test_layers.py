@@ -1,8 +1,11 @@
-"""The layers of DESIGN.md hold: each package imports only the layers below it."""
+"""The layers of DESIGN.md hold: each package imports only the layers below it, and the client
+package ``streamvec`` imports none of the server (an application gets it without Faust)."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,8 @@ FORBIDDEN = {
     "index": {"faust", "mode", "aiohttp", "aiokafka", "tables", "agents", "app"},
     "tables": {"agents", "app", "aiohttp"},
     "agents": {"app", "aiohttp"},
+    "streamvec": {"app", "agents", "index", "tables", "faust", "mode", "numpy", "hnswlib", "onnxruntime",
+                  "rocksdict", "tokenizers"},
 }
 
 
@@ -33,3 +38,11 @@ def test_a_layer_imports_nothing_above_it(package: str) -> None:
         for path in (REPO / package).rglob("*.py")
     }
     assert not {path: names for path, names in offending.items() if names}
+
+
+def test_importing_the_client_loads_nothing_of_the_server() -> None:
+    probe = ("import sys, streamvec, streamvec.langchain; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "{'app', 'agents', 'index', 'tables', 'faust', 'mode', 'numpy'}))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/", check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
