@@ -22,14 +22,6 @@ from tests.conftest import send_events, send_records
 PARTITIONS = 4
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Marks a module declares for tests it inherits (``EXPECTED_FAILURES``: test name → mark)."""
-    for item in items:
-        mark = getattr(getattr(item, "module", None), "EXPECTED_FAILURES", {}).get(getattr(item, "originalname", ""))
-        if mark is not None:
-            item.add_marker(mark)
-
-
 @dataclass
 class Group:
     broker: str

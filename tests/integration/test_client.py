@@ -129,10 +129,13 @@ def test_the_cli_prints_a_table_by_default_and_json_on_request(user_group: Group
     table = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**env, "COLUMNS": "100"},
                            timeout=60, check=True)
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:3] == ["#", "SCORE", "ID"] and len(lines) == 4, table.stdout
-    assert lines[1].split()[0] == "1" and '"category": "animal"' in lines[1]
-    assert "wn30-n-02129165" in table.stdout and '"word": "lion"' in table.stdout
+    assert lines[0].split() == ["#", "SCORE", "ID", "TEXT", "METADATA"] and len(lines) == 4, table.stdout
+    assert lines[1].split()[0] == "1" and '{"pos": "noun"' in lines[1]
+    assert "wn30-n-02129165" in table.stdout and "lion, king of beasts" in table.stdout
     assert all(len(line) <= 100 for line in lines), table.stdout
+    wide = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**env, "COLUMNS": "400"},
+                          timeout=60, check=True).stdout
+    assert '"category": "animal"' in wide and '"word": "lion"' in wide and "…" not in wide.splitlines()[1], wide
     assert "3 results" in table.stderr
     answer = json.loads(subprocess.run(command + ["--json"], capture_output=True, text=True, cwd=REPO, env=env,
                                        timeout=60, check=True).stdout)

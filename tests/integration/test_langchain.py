@@ -2,10 +2,7 @@
 vector-store tests (langchain-tests), then filters, scores, search by vector and from_texts.
 
 The group has its own app id and starts empty; each standard test deletes what it wrote.
-Page content is the stored text: the standard tests that compare it after a search need
-search hits that carry the text (issue 13, item 2, in progress on main). Until the HTTP
-``Hit`` model has ``text`` they are strict expected failures, so they run for real, and must
-pass, the moment it does.
+Page content is the stored text, which search hits carry.
 """
 
 from __future__ import annotations
@@ -19,22 +16,12 @@ import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests.vectorstores import VectorStoreIntegrationTests
 
-from app.http.models import Hit
-from index.embedder import load_embedder
+from index.models import load_embedder
 from streamvec import Client
 from streamvec.langchain import StreamvecVectorStore
 from tests.cluster import Worker, wait_for
 
 pytestmark = pytest.mark.integration
-
-_NEEDS_TEXT_IN_HITS = pytest.mark.xfail(
-    "text" not in Hit.model_fields, strict=True, raises=AssertionError,
-    reason="search hits do not carry the stored text yet (issue 13, item 2): page_content is empty")
-# Read by tests/integration/conftest.py (the tests are LangChain's, inherited, not ours to decorate).
-EXPECTED_FAILURES = {f"test_{name}{suffix}": _NEEDS_TEXT_IN_HITS for suffix in ("", "_async") for name in (
-    "add_documents", "deleting_documents", "deleting_bulk_documents", "add_documents_with_ids_is_idempotent",
-    "add_documents_by_id_with_mutation")}
-
 
 @pytest.fixture(scope="module")
 def langchain_client(kafka_broker: str, model_cache: Path,

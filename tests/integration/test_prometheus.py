@@ -111,7 +111,7 @@ def test_every_dashboard_expression_returns_data_from_live_workers(user_group: G
             empty.append(f"{title}: {expression} -> {series}")
     print("\nPrometheus, dashboard expressions over two live workers:\n" + "\n".join(report))
     assert not empty, "expressions without data:\n" + "\n".join(empty)
-    assert float(query(prometheus, "sum(streamvec_documents)")[0]["value"][1]) == len(user_group.documents)
+    assert float(query(prometheus, "sum(streamvec_documents{role=\"active\"})")[0]["value"][1]) == len(user_group.documents)
 
 
 def test_the_compose_health_check_needs_ready_and_the_key(user_group: Group) -> None:
