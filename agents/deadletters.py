@@ -8,10 +8,11 @@ as it was, plus ``streamvec-*`` headers that say why it was refused and where it
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from agents.acked import AckedTopic, Outgoing
 
 HEADER_PREFIX = "streamvec-"
 REASON = HEADER_PREFIX + "reason"
@@ -50,42 +51,26 @@ class DeadLetter:
                    original_headers=tuple((n, v) for n, v in headers if not n.startswith(HEADER_PREFIX)))
 
 
+def refusal(source: Any, reason: str, error: str) -> DeadLetter:
+    """The dead letter of a consumed Faust event (anything with a ``message``) refused for ``reason``."""
+    message = source.message
+    return DeadLetter(key=message.key, value=message.value, reason=reason, error=error, topic=message.topic,
+                      partition=message.partition, offset=message.offset, original_headers=tuple(message.headers or ()))
+
+
 def _int(text: str | None) -> int:
     return int(text) if text is not None and text.lstrip("-").isdigit() else -1
 
 
-class Topic(Protocol):
-    """The part of a Faust topic the sink uses (a fake one will do in tests)."""
-
-    async def send(self, *, key: Any = None, value: Any = None, headers: Any = None) -> Awaitable[Any]: ...
-
-    async def maybe_declare(self) -> None: ...
-
-
-class DeadLetterSink:
+class DeadLetterSink(AckedTopic):
     """Sends dead letters and returns only once the broker has acknowledged each one.
 
     The ingest agent acknowledges a batch after this returns, so an event is never
     acknowledged without being either indexed or safely in the dead-letter topic.
     """
 
-    def __init__(self, topic: Topic) -> None:
-        self.topic = topic
-        self._declared = False
-
-    async def declare(self) -> None:
-        """Create the topic if it is missing: at worker start, so it exists before the first bad event."""
-        if not self._declared:
-            await self.topic.maybe_declare()
-            self._declared = True
-
     async def send(self, letters: Sequence[DeadLetter]) -> None:
-        if not letters:
-            return
-        await self.declare()
-        pending = [await self.topic.send(key=letter.key, value=_sendable(letter), headers=letter.headers())
-                   for letter in letters]
-        await asyncio.gather(*pending)
+        await self.send_all([Outgoing(letter.key, _sendable(letter), letter.headers()) for letter in letters])
 
 
 def _sendable(letter: DeadLetter) -> bytes | None:

@@ -24,10 +24,11 @@ import faust
 import numpy as np
 from faust.types import EventT
 
-from agents.deadletters import DeadLetter, DeadLetterSink
+from agents.deadletters import DeadLetter, DeadLetterSink, refusal
 from agents.observers import BatchObserver, DeletedDocument, IndexedDocument
 from agents.outcomes import Outcomes
 from index import codec
+from index.embedder import TextEmbeddings
 from index.events import Event, EventError, Limits, apply_limits
 from tables.vectors import VectorTable, writing_for
 
@@ -48,6 +49,8 @@ class Embedding(Protocol):
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    async def embed_with_stats(self, texts: Sequence[str]) -> TextEmbeddings: ...
+
 
 class ModelUnavailable(RuntimeError):
     """The model fails on every text, so no single event is to blame: the batch must not be acked."""
@@ -59,6 +62,8 @@ class _Accepted:
     event: Event
     vector: np.ndarray | None
     embedded: bool = False  # the model made ``vector`` in this batch
+    norm: float | None = None  # the model's norm before normalising (embedding health)
+    truncated: bool | None = None  # the text was longer than the model reads
 
     @property
     def kind(self) -> str:
@@ -130,7 +135,7 @@ class IngestProcessor:
             try:
                 event = apply_limits(self.parsers[message.topic](message.key, message.value), self.limits)
             except EventError as exc:
-                refused.append(_refusal(source, exc.reason, str(exc)))
+                refused.append(refusal(source, exc.reason, str(exc)))
                 continue
             prior = latest[event.id] if event.id in latest else _Prior.stored(self._stored(source, event.id))
             if _is_stale(event, prior):
@@ -162,7 +167,10 @@ class IngestProcessor:
             return accepted
         texts = [item.event.text or "" for item in todo]
         try:
-            vectors: Sequence[np.ndarray | None] = list(await self.embedding.embed(texts))
+            embedded = await self.embedding.embed_with_stats(texts)
+            vectors: Sequence[np.ndarray | None] = list(embedded.vectors)
+            for item, norm, truncated in zip(todo, embedded.norms.tolist(), embedded.truncated.tolist(), strict=True):
+                item.norm, item.truncated = norm, truncated
         except Exception as exc:  # noqa: BLE001 — any model error; the retry below tells text from model
             logger.warning("embedding a batch of %d texts failed (%s: %s); embedding them one by one",
                            len(texts), type(exc).__name__, exc)
@@ -182,7 +190,7 @@ class IngestProcessor:
                 if not model_checked:
                     await self._check_model(exc)
                     model_checked = True
-                refused.append(_refusal(item.source, "embed_failed", f"the model failed on this text: "
+                refused.append(refusal(item.source, "embed_failed", f"the model failed on this text: "
                                                                      f"{type(exc).__name__}: {exc}"))
                 vectors.append(None)
         return vectors
@@ -209,7 +217,7 @@ class IngestProcessor:
         except Exception as exc:  # one event's failed write must not fail its batch
             logger.exception("partition %d offset %d: writing %r failed", partition, item.source.message.offset,
                              item.event.id)
-            refused.append(_refusal(item.source, "write_failed", f"the table write failed: {type(exc).__name__}: {exc}"))
+            refused.append(refusal(item.source, "write_failed", f"the table write failed: {type(exc).__name__}: {exc}"))
             return False
         self.outcomes.add(partition, "deleted" if item.event.op == "delete" else "indexed")
         return True
@@ -239,19 +247,13 @@ class IngestProcessor:
             self.on_searchable(kind, [now - stamp for stamp in timestamps])
 
 
-def _refusal(source: EventT, reason: str, error: str) -> DeadLetter:
-    message = source.message
-    return DeadLetter(key=message.key, value=message.value, reason=reason, error=error, topic=message.topic,
-                      partition=message.partition, offset=message.offset, original_headers=tuple(message.headers or ()))
-
-
 def _indexed(item: _Accepted) -> IndexedDocument:
     message, event = item.source.message, item.event
     assert item.vector is not None
     event_ts = event.ts if event.ts is not None else message.timestamp
     return IndexedDocument(id=event.id, partition=message.partition, offset=message.offset, version=event.version,
                            vector=item.vector, text=event.text, metadata=event.metadata, event_ts=event_ts,
-                           embedded=item.embedded)
+                           embedded=item.embedded, norm=item.norm, truncated=item.truncated)
 
 
 def _timestamps_by_kind(items: list[_Accepted]) -> dict[str, list[float]]:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from app.settings import Settings
-from index.embedder import Embedder, load_embedder
+from index.embedder import Embedder, TextEmbeddings, load_embedder
 from index.quantize import QualityGate
 
 
@@ -46,6 +46,11 @@ class EmbeddingService:
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.embedder.embed, list(texts))
+
+    async def embed_with_stats(self, texts: Sequence[str]) -> TextEmbeddings:
+        """Vectors plus each text's norm before normalising and truncation (for embedding health)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self.embedder.embed_with_stats, list(texts))
 
     async def embed_query(self, text: str) -> np.ndarray:
         """One query text's vector (read-only), from the cache when this text was embedded lately."""

@@ -23,6 +23,7 @@ from agents.deadletters import DeadLetterSink
 from agents.ingest import IngestProcessor, ModelUnavailable, register_ingest
 from agents.outcomes import OUTCOMES, Outcomes
 from index import codec
+from index.embedder import TextEmbeddings
 from index.events import Event, Limits, parse_event
 
 DIM = 4
@@ -81,6 +82,10 @@ class Model:
             raise RuntimeError("the model choked")
         rows = [np.frombuffer(hashlib.sha256(text.encode()).digest()[:DIM], dtype=np.uint8) + 1.0 for text in texts]
         return np.array([row / np.linalg.norm(row) for row in rows], dtype=np.float32)
+
+    async def embed_with_stats(self, texts: Sequence[str]) -> TextEmbeddings:
+        vectors = await self.embed(texts)
+        return TextEmbeddings(vectors, np.full(len(texts), 2.0, np.float32), np.array(["long" in t for t in texts]))
 
 
 class Topic:
@@ -282,3 +287,18 @@ def test_searchable_latency_is_reported_per_kind_once_the_index_has_the_batch() 
     assert len(rig.searchable) == 2 and sorted(kinds) == ["text", "vector"]
     assert len(kinds["text"]) == 2 and len(kinds["vector"]) == 2  # a delete waits for no model either
     assert all(2.0 <= seconds < 10.0 for values in kinds.values() for seconds in values)
+
+
+def test_observers_see_what_the_model_measured_of_each_embedded_text() -> None:
+    seen: list[Any] = []
+
+    class Observer:
+        async def on_batch(self, indexed: Sequence[Any], deleted: Sequence[Any]) -> None:
+            seen.extend(indexed)
+
+    rig = Rig()
+    rig.processor.observers = (Observer(),)
+    rig.run(rig.event({"id": "short", "text": "a cat"}), rig.event({"id": "long", "text": "a long text"}),
+            rig.event({"id": "mine", "vector": [1, 0, 0, 0]}))
+    measured = {doc.id: (doc.embedded, doc.norm, doc.truncated) for doc in seen}
+    assert measured == {"short": (True, 2.0, False), "long": (True, 2.0, True), "mine": (False, None, None)}
