@@ -15,6 +15,7 @@ from app.cdc import cdc_parsers
 from app.embedding import EmbeddingService, embedder_from_settings
 from app.http.metrics import Metrics
 from app.settings import Settings
+from app.usecases import UseCases, register_use_cases
 from index.events import parse_event
 from index.partition import PartitionIndex
 from tables.vectors import VectorTable, raw_bytes
@@ -32,10 +33,12 @@ class Streamvec:
     embedding: EmbeddingService
     outcomes: Outcomes
     metrics: Metrics
+    uses: UseCases
 
 
 def create_app(settings: Settings) -> Streamvec:
-    """Build the Faust app, the vectors table, the ingest agent and the HTTP views."""
+    """Build the Faust app, the vectors table, the ingest agent, the use cases' agents and tables
+    (alerts, recommendations, embedding health) and the HTTP views."""
     from app.http.views import register_views
 
     app = faust.App(
@@ -84,10 +87,12 @@ def create_app(settings: Settings) -> Streamvec:
     outcomes = Outcomes()
     metrics = Metrics(table, outcomes, app)
     dead_letters = DeadLetterSink(app.topic(settings.dead_letter_topic, schema=raw_bytes(), internal=True))
+    uses = register_use_cases(app, settings, table, embedding, metrics, dead_letters)
+    metrics.watch_use_cases(uses.analysis.counts, uses.watchlist, uses.health, table)
     processor = IngestProcessor(table, embedding, outcomes, parsers=parsers,
                                 limits=settings.event_limits, dead_letters=dead_letters,
-                                on_searchable=metrics.observe_searchable)
+                                on_searchable=metrics.observe_searchable, observers=[uses.analysis])
     register_ingest(app, topic, processor, settings.ingest_batch_size, settings.ingest_batch_wait)
-    parts = Streamvec(settings, app, table, embedding, outcomes, metrics)
+    parts = Streamvec(settings, app, table, embedding, outcomes, metrics, uses)
     register_views(parts)
     return parts

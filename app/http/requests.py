@@ -7,6 +7,7 @@ into one readable sentence.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from app.http.models import MAX_QUERY_PARAM, BatchSearchBody, SearchBody
+from app.http.models import MAX_EF, MAX_K, MAX_QUERY_PARAM, BatchSearchBody, SearchBody, WatchlistCheckBody
 from index.exceptions import StreamvecError, VectorError
 from index.filters import FilterError, Predicate, compile_filter
 from index.vectors import unit_vector
@@ -56,6 +57,38 @@ def parse_batch(body: bytes, dim: int) -> list[SearchRequest]:
         except RequestError as exc:
             raise RequestError(f"queries[{position}]: {exc}") from None
     return requests
+
+
+def parse_watchlist_check(body: bytes, dim: int) -> tuple[str | None, np.ndarray | None]:
+    """A ``POST /watchlist/check`` body: ``(text, None)`` or ``(None, unit vector)``."""
+    check = _validated(WatchlistCheckBody, body)
+    return check.text, None if check.vector is None else parse_vector(check.vector, dim)
+
+
+def recommendation_params(query: Mapping[str, str]) -> SearchRequest:
+    """``GET /recommendations/{user}?k=…&ef=…&filter=…`` as a search request still without its
+    vector: the view sets the user's profile vector."""
+    unknown = set(query) - {"k", "ef", "filter"}
+    if unknown:
+        raise RequestError(f"unknown parameter(s) {sorted(unknown)}; allowed: k, ef, filter")
+    numbers = {"k": 10}
+    for name, most in (("k", MAX_K), ("ef", MAX_EF)):
+        if name in query:
+            try:
+                numbers[name] = int(query[name])
+            except ValueError:
+                raise RequestError(f'parameter "{name}" must be an integer, got {query[name]!r}') from None
+            if not 1 <= numbers[name] <= most:
+                raise RequestError(f'parameter "{name}" must be from 1 to {most}, got {numbers[name]}')
+    spec = None
+    if "filter" in query:
+        try:
+            spec = json.loads(query["filter"])
+        except ValueError:
+            raise RequestError('parameter "filter" must be a JSON object, e.g. {"category": "food"}') from None
+        if not isinstance(spec, dict):
+            raise RequestError('parameter "filter" must be a JSON object, e.g. {"category": "food"}')
+    return SearchRequest(k=numbers["k"], ef=numbers.get("ef"), filter=spec, predicate=parse_filter(spec))
 
 
 def parse_vector(raw: Any, dim: int) -> np.ndarray:

@@ -8,6 +8,7 @@ Search traffic between workers uses the binary frames of :mod:`app.http.wire`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -24,8 +25,11 @@ from app.http import wire
 from app.http.auth import ClusterSecret, auth_middleware
 from app.http.fanout import Answer, FanOut
 from app.http.openapi import build_openapi
-from app.http.requests import RequestError, SearchRequest, parse_batch, parse_filter, parse_search, query_params
+from app.http.requests import (RequestError, SearchRequest, parse_batch, parse_filter, parse_search,
+                               parse_watchlist_check, query_params, recommendation_params)
+from index import health
 from index.partition import Hit
+from index.profiles import decode_profile
 from tables.vectors import LocalResult, merge_hits
 
 if TYPE_CHECKING:
@@ -54,7 +58,10 @@ def register_views(parts: Streamvec) -> None:
     routes.add_get("/stats", api.stats)
     routes.add_get("/metrics", api.metrics_view)
     routes.add_get("/openapi.json", api.openapi)
+    routes.add_post("/watchlist/check", api.watchlist_check)
+    routes.add_get("/recommendations/{user:.+}", api.recommendations)
     routes.add_post("/internal/search", api.internal_search)
+    routes.add_post("/internal/profile", api.internal_profile)
     routes.add_post("/internal/document", api.internal_document)
     routes.add_post("/internal/stats", api.internal_stats)
     web_app.on_cleanup.append(api.on_cleanup)
@@ -133,6 +140,39 @@ class Api:
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(self._openapi)
 
+    async def watchlist_check(self, request: web.Request) -> web.Response:
+        """Every worker holds the whole watchlist: this one answers alone."""
+        text, vector = parse_watchlist_check(await request.read(), self.parts.embedding.dim)
+        if vector is None:
+            assert text is not None
+            vector = await self.parts.embedding.embed_query(text)
+        uses = self.parts.uses
+        matches = [m for m in uses.watchlist.scores(vector) if m.score >= m.threshold]
+        return web.json_response({
+            "matches": [{"pattern": m.pattern, "score": m.score, "threshold": m.threshold, "labels": list(m.labels)}
+                        for m in matches],
+            "patterns": len(uses.watchlist), "loaded": uses.reader.loaded.is_set()})
+
+    async def recommendations(self, request: web.Request) -> web.Response:
+        """Search with the user's profile vector, leaving out the user's recent items."""
+        user = request.match_info["user"]
+        query = recommendation_params(request.query)
+        answers = await self.fanout.ask("/internal/profile", json.dumps({"user": user}).encode(), "application/json",
+                                        lambda: self._local_profile(user), json.loads)
+        profile = next((a.body["profile"] for a in answers if a.body and a.body["profile"]), None)
+        if profile is None:
+            coverage = self._coverage(answers)
+            message = f"user {user!r} has no profile (no activity on an indexed item yet)"
+            if coverage["partial"]:
+                message += f", but partitions {coverage['partitions']['missing']} did not answer; retry when the group has settled"
+            return web.json_response({"error": message, **coverage}, status=503 if coverage["partial"] else 404)
+        recent = set(profile["recent"])
+        search = dataclasses.replace(query, k=query.k + len(recent),
+                                     vector=np.asarray(profile["vector"], dtype=np.float32))
+        answer = await self._answer("recommendations", [search], single=True)
+        answer["results"] = [hit for hit in answer["results"] if hit["id"] not in recent][:query.k]
+        return web.json_response({"user": user, **answer, "profile_events": profile["events"]})
+
     # ---- internal: what one worker answers for its own partitions ---------------------
 
     async def internal_search(self, request: web.Request) -> web.Response:
@@ -145,6 +185,9 @@ class Api:
 
     async def internal_stats(self, request: web.Request) -> web.Response:
         return web.json_response(await self._local_stats())
+
+    async def internal_profile(self, request: web.Request) -> web.Response:
+        return web.json_response(await self._local_profile(str((await request.json())["user"])))
 
     # ---- search ---------------------------------------------------------------------
 
@@ -215,10 +258,25 @@ class Api:
         }
         return {"document": document, "partitions": sorted(self.parts.table.counts())}
 
+    async def _local_profile(self, user: str) -> dict[str, Any]:
+        """The user's profile if a partition this worker serves holds it; ``partitions``: the
+        profile partitions it serves."""
+        profiles = self.parts.uses.profiles
+        stored = profiles.read(user)
+        profile = None if stored is None else decode_profile(stored)
+        vector = None if profile is None else profile.vector
+        return {"profile": None if profile is None or vector is None else {
+                    "vector": vector.tolist(), "events": profile.events, "recent": list(profile.recent)},
+                "partitions": profiles.serving()}
+
     async def _local_stats(self) -> dict[str, Any]:
         counts = self.parts.table.counts()
+        uses = self.parts.uses
         return {"partitions": sorted(counts), "documents": {str(p): n for p, n in counts.items()},
                 "outcomes": self.parts.outcomes.snapshot(), "query_cache": self.parts.embedding.cache_stats(),
+                "alerts": uses.analysis.counts.snapshot(),
+                "watchlist": {"patterns": len(uses.watchlist), "loaded": uses.reader.loaded.is_set()},
+                "health": uses.health.snapshot(counts),
                 "pid": os.getpid(), "started": _STARTED, **self._readiness()}
 
     def _merge_stats(self, answers: list[Answer[dict[str, Any]]]) -> dict[str, Any]:
@@ -227,19 +285,30 @@ class Api:
         per_partition: dict[str, dict[str, Any]] = defaultdict(dict)
         totals: dict[str, Any] = {}
         reasons: dict[str, Any] = {}
+        alerts: dict[str, Any] = {"by_kind": {}, "by_label": {}}
+        partition_health: dict[str, Any] = {}
+        watchlists = []
         for answer in answers:
             if not answer.body:
                 continue
             outcomes = answer.body["outcomes"]
             _add_counts(totals, outcomes["total"])
             _add_counts(reasons, outcomes.get("dead_letter_reasons", {}))
+            _add_counts(alerts, answer.body["alerts"])
+            partition_health.update(answer.body["health"])
+            watchlists.append(answer.body["watchlist"])
             for partition, counts in outcomes["partitions"].items():
                 _add_counts(per_partition[partition], counts)
             for partition, documents in answer.body["documents"].items():
                 per_partition[partition]["documents"] = documents
         return {
             "documents": sum(p.get("documents", 0) for p in per_partition.values()),
-            "outcomes": totals, "dead_letter_reasons": reasons,
+            "outcomes": totals, "dead_letter_reasons": reasons, "alerts": alerts,
+            "watchlist": {"patterns": min((w["patterns"] for w in watchlists), default=0),
+                          "loaded": bool(watchlists) and all(w["loaded"] for w in watchlists)},
+            "health": {"partitions": dict(sorted(partition_health.items(), key=lambda item: int(item[0]))),
+                       "last": health.combine(partition_health, "last"),
+                       "current": health.combine(partition_health, "current")},
             "per_partition": dict(sorted(per_partition.items(), key=lambda item: int(item[0]))),
             **self._coverage(answers),
             "workers": {a.url: a.body if a.body else {"error": a.error} for a in answers},
@@ -255,8 +324,10 @@ class Api:
         app = self.parts.app
         recovered = app.tables.recovery.completed.is_set()
         indexes_built = self.parts.table.store.ready
-        return {"ready": recovered and indexes_built and not app.rebalancing,
-                "recovered": recovered, "indexes_built": indexes_built, "rebalancing": app.rebalancing}
+        watchlist_loaded = self.parts.uses.reader.loaded.is_set()
+        return {"ready": recovered and indexes_built and watchlist_loaded and not app.rebalancing,
+                "recovered": recovered, "indexes_built": indexes_built, "rebalancing": app.rebalancing,
+                "watchlist_loaded": watchlist_loaded}
 
 
 def _partitions(body: LocalResult | Mapping[str, Any]) -> list[int]:

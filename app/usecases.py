@@ -1,0 +1,111 @@
+"""Wiring of the real-time uses beside search: watchlist alerts, novelty, embedding health,
+recommendations from activity (README "Alerts", "Recommendations", "Embedding health").
+
+Declares their topics (created at worker start with the partition counts below), tables,
+agents and the ingest observer, and hands back what the views and metrics read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import faust
+
+from agents.acked import AckedTopic
+from agents.activity import ActivityJoin, ActivityRepartition, ProfileUpdater
+from agents.analysis import BatchAnalysis, Novelty
+from agents.batches import register_batch_agent
+from agents.deadletters import DeadLetterSink
+from agents.watchlist import PatternReader, WatchlistProcessor
+from app.embedding import EmbeddingService
+from app.http.metrics import Metrics
+from app.settings import WATCHLIST_PARTITIONS, Settings
+from app.topics import bootstrap, partitions_of
+from index.health import HealthMonitor
+from index.watchlist import Watchlist
+from tables.profiles import ProfileTable
+from tables.vectors import VectorTable, raw_bytes
+
+WATCHLIST_BATCH = 256
+# Activity hops are cheap per event; a short wait keeps the three hops' latency low.
+ACTIVITY_BATCH = 512
+ACTIVITY_WAIT = 0.01
+
+
+@dataclass
+class UseCases:
+    """What the views, metrics and the ingest agent need of the use cases."""
+
+    watchlist: Watchlist
+    reader: PatternReader
+    analysis: BatchAnalysis
+    health: HealthMonitor
+    profiles: ProfileTable
+
+
+def register_use_cases(app: faust.App, settings: Settings, table: VectorTable, embedding: EmbeddingService,
+                       metrics: Metrics, dead_letters: DeadLetterSink) -> UseCases:
+    """Declare the use cases' topics, tables and agents on ``app``; returns the ingest observer and state."""
+    watchlist = Watchlist(embedding.dim)
+    patterns = AckedTopic(app.topic(settings.patterns_topic, schema=raw_bytes(), partitions=WATCHLIST_PARTITIONS,
+                                    internal=True, compacting=True))
+    reader = PatternReader(bootstrap(settings.broker), settings.patterns_topic, watchlist, settings.alert_threshold)
+    _register_watchlist(app, settings, reader, patterns, dead_letters, embedding)
+    analysis, health = _analysis(app, settings, table, watchlist, reader, metrics)
+    profiles = _register_activity(app, settings, table, dead_letters, metrics)
+    return UseCases(watchlist, reader, analysis, health, profiles)
+
+
+def _register_watchlist(app: faust.App, settings: Settings, reader: PatternReader, patterns: AckedTopic,
+                        dead_letters: DeadLetterSink, embedding: EmbeddingService) -> None:
+    source = app.topic(settings.watchlist_topic, schema=raw_bytes(), partitions=WATCHLIST_PARTITIONS, internal=True)
+    processor = WatchlistProcessor(reader, patterns, dead_letters, embedding, settings.event_limits)
+    register_batch_agent(app, source, "watchlist", processor.process, WATCHLIST_BATCH, settings.ingest_batch_wait)
+
+    @app.task
+    async def read_watchlist() -> None:
+        await patterns.declare()  # the reader reads it from the start: it must exist
+        while not (partitions := await partitions_of(settings.broker, settings.patterns_topic)):
+            await asyncio.sleep(0.2)  # created, but not in the cluster's metadata yet
+        await reader.run([tp.partition for tp in partitions])
+
+
+def _analysis(app: faust.App, settings: Settings, table: VectorTable, watchlist: Watchlist, reader: PatternReader,
+              metrics: Metrics) -> tuple[BatchAnalysis, HealthMonitor]:
+    alerts = AckedTopic(app.topic(settings.alerts_topic, schema=raw_bytes(), partitions=settings.partitions,
+                                  internal=True))
+    threads = min(2, os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="analysis")
+    novelty = Novelty(table, settings.novelty_threshold, pool, threads) if settings.novelty_threshold > 0 else None
+    health = HealthMonitor(watchlist.dim, settings.health_window, settings.drift_threshold)
+    analysis = BatchAnalysis(watchlist=watchlist, watchlist_loaded=reader.loaded, alerts=alerts, health=health,
+                             novelty=novelty, pool=pool, on_detected=metrics.observe_detected)
+
+    @app.task
+    async def declare_alerts_topic() -> None:
+        await alerts.declare()
+
+    return analysis, health
+
+
+def _register_activity(app: faust.App, settings: Settings, table: VectorTable, dead_letters: DeadLetterSink,
+                       metrics: Metrics) -> ProfileTable:
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(name, schema=raw_bytes(), partitions=settings.partitions, internal=True)
+
+    activity, by_item, by_user = (topic(name) for name in (settings.activity_topic, settings.activity_by_item_topic,
+                                                           settings.activity_by_user_topic))
+    profiles = app.tables.add(ProfileTable(app, partitions=settings.partitions, options=settings.rocksdb_options))
+    weights = settings.action_weight_map
+    stages = (
+        ("activity", activity, ActivityRepartition(AckedTopic(by_item), dead_letters, weights).process),
+        ("activity-join", by_item, ActivityJoin(table, AckedTopic(by_user), dead_letters, weights).process),
+        ("profile-updates", by_user, ProfileUpdater(profiles, dead_letters, settings.profile_half_life,
+                                             settings.profile_recent, metrics.observe_profiled).process),
+    )
+    for name, source, process in stages:
+        register_batch_agent(app, source, name, process, ACTIVITY_BATCH, ACTIVITY_WAIT)
+    return profiles

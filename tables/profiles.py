@@ -1,0 +1,53 @@
+"""The profiles table: one record per user (index/profiles.py), in RocksDB and a changelog.
+
+A plain Faust table keyed by user, co-partitioned with ``<app id>-activity-by-user``, so
+it survives restarts and moves between workers like every Faust table. Two additions:
+the agent can wait for the broker to acknowledge the changelog records of its writes
+(Faust only queues them), and the web layer can read a user's record from the partitions
+this worker serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+from faust.types import FutureMessage
+
+TABLE_NAME = "profiles"
+
+
+class ProfileTable(faust.Table):
+    """Users' profile records (bytes) by user id (UTF-8 bytes)."""
+
+    def __init__(self, app: faust.App, **kwargs: Any) -> None:
+        super().__init__(app, name=TABLE_NAME, key_type=bytes, value_type=bytes, **kwargs)
+        self._unacked: list[FutureMessage] = []
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> FutureMessage:
+        """Faust's changelog send (every table write calls it), remembered until acknowledged."""
+        sent = super().send_changelog(*args, **kwargs)
+        self._unacked.append(sent)
+        return sent
+
+    async def changelog_acked(self) -> None:
+        """Wait until the broker has acknowledged the changelog record of every write so far."""
+        pending, self._unacked = self._unacked, []
+        await asyncio.gather(*pending)
+
+    def serving(self) -> list[int]:
+        """Partitions this worker answers for: active here in the latest assignment, recovered."""
+        if not self.app.tables.recovery.completed.is_set():
+            return []
+        topics = self.changelog_topic.topics
+        return sorted(tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in topics)
+
+    def read(self, user: str) -> bytes | None:
+        """The user's record, from the partitions this worker serves (standby copies are not answers)."""
+        key = user.encode()
+        for partition in self.serving():
+            value = self.data._db_for_partition(partition).get(key)  # type: ignore[attr-defined]  # noqa: SLF001
+            if value is not None:
+                return value  # type: ignore[no-any-return]
+        return None
