@@ -28,8 +28,8 @@ from agents.acked import AckedTopic, Outgoing
 from agents.deadletters import DeadLetter, DeadLetterSink, refusal
 from index.codec import CodecError
 from index.events import EventError
-from index.profiles import Activity, Profile, add_activity, decode_profile, decode_with_vector, encode_profile, encode_with_vector, \
-    parse_activity
+from index.profiles import (Activity, Profile, add_activity, decode_profile, decode_with_vector, encode_profile,
+                            encode_with_vector, parse_activity)
 from tables.profiles import ProfileTable
 from tables.vectors import VectorTable, writing_for
 
@@ -46,7 +46,8 @@ async def _dead_letter(sink: DeadLetterSink, refused: list[DeadLetter], stage: s
                        letter.partition, letter.offset, letter.reason, letter.error)
 
 
-def _valid(batch: Sequence[EventT], weights: Mapping[str, float], refused: list[DeadLetter]) -> list[tuple[EventT, Activity]]:
+def _valid(batch: Sequence[EventT], weights: Mapping[str, float],
+           refused: list[DeadLetter]) -> list[tuple[EventT, Activity]]:
     """The batch's activity events that keep the contract; the others go to ``refused``."""
     valid = []
     for source in batch:

@@ -12,7 +12,8 @@ batch of newly indexed documents it
 then produces the batch's alerts and waits for the broker's acks, before the ingest agent
 acknowledges the batch: an alert is produced at least once. A batch that is retried (an
 alert send failed) is counted twice by health; its alerts are produced again, which at
-least once allows. Matching and novelty's arithmetic run in a thread, not on the loop.
+least once allows. Matching and novelty's searches run in a thread pool, not on the loop;
+health's few additions per document run on the loop, so ``/stats`` reads a consistent state.
 """
 
 from __future__ import annotations
@@ -78,10 +79,12 @@ class Novelty:
         loop = asyncio.get_running_loop()
         k = _NOVELTY_K
         while True:
+            every = k >= sum(self.table.counts().values())  # then the hits are all the indexes hold
             local = await self.table.search_local(vectors, k, None, None, self._pool, self._threads)
-            answers = await loop.run_in_executor(self._pool, nearest_before, ids, vectors, local.hits, k, recent)
-            if all(answer is not None for answer in answers) or k >= sum(self.table.counts().values()):
-                return [answer or Nearest(None, None) for answer in answers]
+            answers = await loop.run_in_executor(self._pool, nearest_before, ids, vectors, local.hits,
+                                                 None if every else k, recent)
+            if all(answer is not None for answer in answers):
+                return [answer for answer in answers if answer is not None]
             k *= 8
 
     def remember(self, ids: list[str], vectors: np.ndarray) -> None:

@@ -38,13 +38,14 @@ class Recent:
         return cls((), np.zeros((0, dim), np.float32))
 
 
-def nearest_before(ids: Sequence[str], vectors: np.ndarray, index_hits: Sequence[Sequence[Hit]], k: int,
+def nearest_before(ids: Sequence[str], vectors: np.ndarray, index_hits: Sequence[Sequence[Hit]], k: int | None,
                    recent: Recent) -> list[Nearest | None]:
     """For each document of a batch (in offset order), its nearest earlier document.
 
-    ``index_hits[i]`` are the top ``k`` hits of the partition indexes for ``vectors[i]``.
-    A row is None when every one of its ``k`` index hits was left out (they all belong to
-    the two batches) so a better one may lie deeper: search again with a larger ``k``.
+    ``index_hits[i]`` are the top ``k`` hits of the partition indexes for ``vectors[i]``
+    (``k`` None: every document the indexes hold). A row is None when every one of its
+    ``k`` index hits was left out (they all belong to the two batches), so a better one may
+    lie deeper: search again with a larger ``k``.
     """
     skip = set(ids) | set(recent.ids)
     codes: dict[str, int] = {}
@@ -59,7 +60,7 @@ def nearest_before(ids: Sequence[str], vectors: np.ndarray, index_hits: Sequence
     answers: list[Nearest | None] = []
     for row, hits in enumerate(index_hits):
         outside = next((hit for hit in hits if hit.id not in skip), None)
-        if outside is None and len(hits) >= k:
+        if outside is None and k is not None and len(hits) >= k:
             answers.append(None)
             continue
         candidates = [] if outside is None else [(outside.score, outside.id)]

@@ -119,12 +119,11 @@ def add_activity(profile: Profile | None, activity: Activity, vector: np.ndarray
         return Profile(contribution, abs(activity.weight), activity.ts, 1, _latest((), activity.item, keep),
                        _latest((), activity.fingerprint, keep))
     if activity.ts >= profile.ts:  # move the profile's time forward, decaying what it holds
-        scale = _decay(activity.ts - profile.ts, half_life)
-        vector_sum, weight, ts = profile.vector_sum * scale + contribution, profile.weight * scale, activity.ts
-        weight += abs(activity.weight)
+        old, new, ts = _decay(activity.ts - profile.ts, half_life), 1.0, activity.ts
     else:  # a late activity counts as decayed to the profile's time
-        scale = _decay(profile.ts - activity.ts, half_life)
-        vector_sum, weight, ts = profile.vector_sum + scale * contribution, profile.weight + scale * abs(activity.weight), profile.ts
+        old, new, ts = 1.0, _decay(profile.ts - activity.ts, half_life), profile.ts
+    vector_sum = profile.vector_sum * old + contribution * new
+    weight = profile.weight * old + abs(activity.weight) * new
     return replace(profile, vector_sum=vector_sum, weight=weight, ts=ts, events=profile.events + 1,
                    recent=_latest(profile.recent, activity.item, keep),
                    seen=_latest(profile.seen, activity.fingerprint, keep))

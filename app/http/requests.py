@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from app.http.models import MAX_EF, MAX_K, MAX_QUERY_PARAM, BatchSearchBody, SearchBody, WatchlistCheckBody
+from app.http.models import MAX_EF, MAX_ID, MAX_K, MAX_QUERY_PARAM, BatchSearchBody, SearchBody, WatchlistCheckBody
 from index.exceptions import StreamvecError, VectorError
 from index.filters import FilterError, Predicate, compile_filter
 from index.vectors import unit_vector
@@ -65,12 +65,16 @@ def parse_watchlist_check(body: bytes, dim: int) -> tuple[str | None, np.ndarray
     return check.text, None if check.vector is None else parse_vector(check.vector, dim)
 
 
-def recommendation_params(query: Mapping[str, str]) -> SearchRequest:
+def recommendation_params(user: str, query: Mapping[str, str]) -> SearchRequest:
     """``GET /recommendations/{user}?k=…&ef=…&filter=…`` as a search request still without its
     vector: the view sets the user's profile vector."""
+    if len(user) > MAX_ID:
+        raise RequestError(f"the user id is longer than {MAX_ID} characters")
     unknown = set(query) - {"k", "ef", "filter"}
     if unknown:
         raise RequestError(f"unknown parameter(s) {sorted(unknown)}; allowed: k, ef, filter")
+    if len(query.get("filter", "")) > MAX_QUERY_PARAM:
+        raise RequestError(f'parameter "filter" is longer than {MAX_QUERY_PARAM} characters')
     numbers = {"k": 10}
     for name, most in (("k", MAX_K), ("ef", MAX_EF)):
         if name in query:

@@ -156,15 +156,16 @@ class Api:
     async def recommendations(self, request: web.Request) -> web.Response:
         """Search with the user's profile vector, leaving out the user's recent items."""
         user = request.match_info["user"]
-        query = recommendation_params(request.query)
+        query = recommendation_params(user, request.query)
         answers = await self.fanout.ask("/internal/profile", json.dumps({"user": user}).encode(), "application/json",
                                         lambda: self._local_profile(user), json.loads)
         profile = next((a.body["profile"] for a in answers if a.body and a.body["profile"]), None)
         if profile is None:
             coverage = self._coverage(answers)
-            message = f"user {user!r} has no profile (no activity on an indexed item yet)"
+            message = f"user {user!r} has no profile to search with (no activity on an indexed item yet)"
             if coverage["partial"]:
-                message += f", but partitions {coverage['partitions']['missing']} did not answer; retry when the group has settled"
+                message += (f", but partitions {coverage['partitions']['missing']} did not answer; "
+                            "retry when the group has settled")
             return web.json_response({"error": message, **coverage}, status=503 if coverage["partial"] else 404)
         recent = set(profile["recent"])
         search = dataclasses.replace(query, k=query.k + len(recent),

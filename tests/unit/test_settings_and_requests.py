@@ -89,15 +89,18 @@ def test_action_weights_are_read_into_a_map() -> None:
 
 
 def test_recommendation_parameters() -> None:
-    request = recommendation_params({"k": "5", "filter": '{"category": "food"}'})
+    request = recommendation_params("u", {"k": "5", "filter": '{"category": "food"}'})
     assert (request.k, request.filter, request.vector, request.id) == (5, {"category": "food"}, None, None)
     assert request.predicate is not None and request.predicate({"category": "food"})
-    assert recommendation_params({}).k == 10
+    assert recommendation_params("u", {}).k == 10
     for query, message in (({"k": "0"}, "from 1 to 1000"), ({"k": "x"}, "must be an integer"),
                            ({"filter": "[1]"}, "JSON object"), ({"filter": "{"}, "JSON object"),
-                           ({"filter": '{"a": {"$near": 1}}'}, "near"), ({"q": "x"}, "unknown parameter")):
+                           ({"filter": '{"a": {"$near": 1}}'}, "near"), ({"q": "x"}, "unknown parameter"),
+                           ({"filter": " " * 501}, "longer than 500")):
         with pytest.raises(RequestError, match=message):
-            recommendation_params(query)
+            recommendation_params("u", query)
+    with pytest.raises(RequestError, match="longer than 512"):
+        recommendation_params("u" * 513, {})
 
 
 def test_a_watchlist_check_takes_a_text_or_a_vector() -> None:

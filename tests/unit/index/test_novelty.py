@@ -42,6 +42,8 @@ def test_a_row_whose_every_hit_was_left_out_asks_for_a_deeper_search() -> None:
     first, second = nearest_before(["a", "b"], vectors, index, k=2, recent=Recent.empty(3))
     assert first is None  # both hits are batch documents, and there may be more below them
     assert second is not None and second.id == "a"  # fewer hits than k: the index has nothing else
+    first, _ = nearest_before(["a", "b"], vectors, index, k=None, recent=Recent.empty(3))
+    assert first == Nearest(None, None)  # all the index holds, and all of it from the batch
 
 
 def test_the_very_first_document_has_nothing_to_compare_with() -> None:
