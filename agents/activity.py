@@ -21,17 +21,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from faust.types import EventT
 
-from agents.acked import AckedTopic, Outgoing
-from agents.deadletters import DeadLetter, DeadLetterSink, refusal
+from agents.deadletters import DeadLetter, dead_letter_records, refusal
+from agents.ingest import Sender
 from index.codec import CodecError
 from index.events import EventError
 from index.profiles import (Activity, Profile, add_activity, decode_profile, decode_with_vector, encode_profile,
                             encode_with_vector, parse_activity)
+from tables.producer import Outgoing
 from tables.profiles import ProfileTable
-from tables.vectors import VectorTable, writing_for
+from tables.vectors import VectorTable
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +41,20 @@ logger = logging.getLogger(__name__)
 OnProfiled = Callable[[Sequence[float]], None]
 
 
-async def _dead_letter(sink: DeadLetterSink, refused: list[DeadLetter], stage: str) -> None:
-    await sink.send(refused)
-    for letter in refused:
-        logger.warning("%s: %s partition %d offset %d dead-lettered (%s): %s", stage, letter.topic,
-                       letter.partition, letter.offset, letter.reason, letter.error)
+@dataclass(frozen=True)
+class Route:
+    """Where the activity agents produce, all through one producer that waits for the acks."""
+
+    sender: Sender
+    by_item: str
+    by_user: str
+    dead_letters: str
+
+    async def send(self, stage: str, records: Sequence[Outgoing], refused: Sequence[DeadLetter]) -> None:
+        await self.sender.send_all([*records, *dead_letter_records(refused, self.dead_letters)])
+        for letter in refused:
+            logger.warning("%s: %s partition %d offset %d dead-lettered (%s): %s", stage, letter.topic,
+                           letter.partition, letter.offset, letter.reason, letter.error)
 
 
 def _valid(batch: Sequence[EventT], weights: Mapping[str, float],
@@ -62,27 +73,24 @@ def _valid(batch: Sequence[EventT], weights: Mapping[str, float],
 class ActivityRepartition:
     """Stage 1: activity, validated, keyed by item."""
 
-    def __init__(self, by_item: AckedTopic, dead_letters: DeadLetterSink, weights: Mapping[str, float]) -> None:
-        self.by_item = by_item
-        self.dead_letters = dead_letters
+    def __init__(self, route: Route, weights: Mapping[str, float]) -> None:
+        self.route = route
         self.weights = weights
 
     async def process(self, batch: Sequence[EventT]) -> None:
         refused: list[DeadLetter] = []
-        outgoing = [Outgoing(activity.item.encode(), source.message.value, timestamp=source.message.timestamp)
+        outgoing = [Outgoing(self.route.by_item, activity.item.encode(), source.message.value,
+                             timestamp=source.message.timestamp)
                     for source, activity in _valid(batch, self.weights, refused)]
-        await self.by_item.send_all(outgoing)
-        await _dead_letter(self.dead_letters, refused, "activity")
+        await self.route.send("activity", outgoing, refused)
 
 
 class ActivityJoin:
     """Stage 2: the item's vector from its own partition, keyed by user."""
 
-    def __init__(self, table: VectorTable, by_user: AckedTopic, dead_letters: DeadLetterSink,
-                 weights: Mapping[str, float]) -> None:
+    def __init__(self, table: VectorTable, route: Route, weights: Mapping[str, float]) -> None:
         self.table = table
-        self.by_user = by_user
-        self.dead_letters = dead_letters
+        self.route = route
         self.weights = weights
 
     async def process(self, batch: Sequence[EventT]) -> None:
@@ -97,19 +105,18 @@ class ActivityJoin:
                                                                "(never produced, or deleted); activity needs items "
                                                                "that are on the events topic"))
                 continue
-            outgoing.append(Outgoing(activity.user.encode(), encode_with_vector(activity, record.vector),
-                                     timestamp=message.timestamp))
-        await self.by_user.send_all(outgoing)
-        await _dead_letter(self.dead_letters, refused, "activity-join")
+            outgoing.append(Outgoing(self.route.by_user, activity.user.encode(),
+                                     encode_with_vector(activity, record.vector), timestamp=message.timestamp))
+        await self.route.send("activity-join", outgoing, refused)
 
 
 class ProfileUpdater:
     """Stage 3: the user's profile, in the profiles table."""
 
-    def __init__(self, table: ProfileTable, dead_letters: DeadLetterSink, half_life: float, keep: int,
+    def __init__(self, table: ProfileTable, route: Route, half_life: float, keep: int,
                  on_profiled: OnProfiled | None = None) -> None:
         self.table = table
-        self.dead_letters = dead_letters
+        self.route = route
         self.half_life = half_life
         self.keep = keep
         self.on_profiled = on_profiled
@@ -118,23 +125,23 @@ class ProfileUpdater:
         refused: list[DeadLetter] = []
         stamps = []
         for source in batch:
+            message = source.message
             try:
-                activity, vector = decode_with_vector(source.message.value or b"")
+                activity, vector = decode_with_vector(message.value or b"")
             except CodecError as exc:
                 refused.append(refusal(source, "bad_record", f"not a joined activity record: {exc}"))
                 continue
-            key = activity.user.encode()
-            with writing_for(source):
-                stored = self.table.get(key)
-                profile = self._decoded(activity.user, stored)
-                updated = add_activity(profile, activity, vector, self.half_life, self.keep)
-                # A redelivery rewrites the stored profile: after a crash the local store can be
-                # ahead of the changelog (notes/faust-internals.md §8), and this catches it up.
-                self.table[key] = encode_profile(updated) if updated is not None else stored
-            if source.message.timestamp is not None:
-                stamps.append(source.message.timestamp)
+            stored = self.table.read_in(message.partition, activity.user)
+            updated = add_activity(self._decoded(activity.user, stored), activity, vector, self.half_life, self.keep)
+            # A redelivery rewrites the stored profile: after a crash the local store can be
+            # ahead of the changelog (notes/faust-internals.md §8), and this catches it up.
+            value = encode_profile(updated) if updated is not None else stored
+            assert value is not None  # add_activity skips only an activity a stored profile counted
+            self.table.write(source, activity.user, value)
+            if message.timestamp is not None:
+                stamps.append(message.timestamp)
         await self.table.changelog_acked()
-        await _dead_letter(self.dead_letters, refused, "profile-updates")
+        await self.route.send("profile-updates", [], refused)
         if self.on_profiled is not None and stamps:
             now = time.time()
             self.on_profiled([now - stamp for stamp in stamps])

@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from agents.acked import AckedTopic, Outgoing
+from agents.ingest import Sender
 from agents.observers import DeletedDocument, IndexedDocument
 from index.alerts import KINDS, Alert, drift_alert, novelty_alert, watchlist_alert
 from index.health import HealthMonitor, Observation, WindowClosed
 from index.novelty import Nearest, Recent, nearest_before
 from index.watchlist import Match, Watchlist
+from tables.producer import Outgoing
 from tables.vectors import VectorTable
 
 # (kind, seconds from each alert's event time until the broker acknowledged it)
@@ -95,12 +96,13 @@ class Novelty:
 class BatchAnalysis:
     """The ingest observer; see the module docstring."""
 
-    def __init__(self, *, watchlist: Watchlist, watchlist_loaded: asyncio.Event, alerts: AckedTopic,
+    def __init__(self, *, watchlist: Watchlist, watchlist_loaded: asyncio.Event, sender: Sender, alerts_topic: str,
                  health: HealthMonitor, novelty: Novelty | None, pool: ThreadPoolExecutor,
                  on_detected: OnDetected | None = None) -> None:
         self.watchlist = watchlist
         self.watchlist_loaded = watchlist_loaded
-        self.alerts = alerts
+        self.sender = sender
+        self.alerts_topic = alerts_topic
         self.health = health
         self.novelty = novelty
         self.counts = AlertCounts()
@@ -120,7 +122,7 @@ class BatchAnalysis:
         if self.novelty is not None and nearest is not None:
             alerts += self._novelty_alerts(indexed, nearest, self.novelty.threshold, detected)
         alerts += self._health(indexed, nearest, detected)
-        await self.alerts.send_all([Outgoing(alert.key.encode(), alert.encode()) for alert in alerts])
+        await self.sender.send_all([Outgoing(self.alerts_topic, alert.key.encode(), alert.encode()) for alert in alerts])
         self._acknowledged(alerts)
         if self.novelty is not None:
             self.novelty.remember(ids, vectors)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agents.acked import AckedTopic, Outgoing
+from tables.producer import MAX_REQUEST_BYTES, Outgoing
 
 HEADER_PREFIX = "streamvec-"
 REASON = HEADER_PREFIX + "reason"
@@ -62,18 +62,27 @@ def _int(text: str | None) -> int:
     return int(text) if text is not None and text.lstrip("-").isdigit() else -1
 
 
-class DeadLetterSink(AckedTopic):
-    """Sends dead letters and returns only once the broker has acknowledged each one.
+OMITTED = HEADER_PREFIX + "value-omitted"
+_HEADROOM = 64 << 10  # for the headers and the record's own framing
 
-    The ingest agent acknowledges a batch after this returns, so an event is never
-    acknowledged without being either indexed or safely in the dead-letter topic.
+
+def dead_letter_records(letters: Sequence[DeadLetter], topic: str) -> list[Outgoing]:
+    """The records that put ``letters`` on the dead-letter ``topic``, keyed like the originals.
+
+    Kafka can carry a record with neither key nor value, but the producer refuses to write
+    one, so such a letter keeps an empty value. A value too large for any record the
+    producer sends (an input topic configured above streamvec's limit) is left out, and the
+    ``streamvec-value-omitted`` header says how many bytes it had: the letter still says
+    why and where from, so the event can be found at its origin.
     """
-
-    async def send(self, letters: Sequence[DeadLetter]) -> None:
-        await self.send_all([Outgoing(letter.key, _sendable(letter), letter.headers()) for letter in letters])
+    return [_record(letter, topic) for letter in letters]
 
 
-def _sendable(letter: DeadLetter) -> bytes | None:
-    """The value to send: Kafka can carry a record with neither key nor value, but the
-    producer refuses to write one, so such a record is kept with an empty value."""
-    return b"" if letter.key is None and letter.value is None else letter.value
+def _record(letter: DeadLetter, topic: str) -> Outgoing:
+    value = b"" if letter.key is None and letter.value is None else letter.value
+    headers = letter.headers()
+    size = len(letter.key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers)
+    if value and size > MAX_REQUEST_BYTES - _HEADROOM:
+        headers.append((OMITTED, str(len(value)).encode()))
+        value = b""
+    return Outgoing(topic=topic, key=letter.key, value=value, headers=headers)

@@ -1,69 +1,146 @@
-"""The ingest agent: events in, records and index entries out, one batch at a time.
+"""The ingest agent: events in, durable records and index entries out, one batch at a time.
 
-A batch is parsed (by the parser of the topic each record came from), held to the size
-limits, filtered by version, embedded with one model call (in a thread), and written to
-the vectors table event by event. An event that cannot be indexed — it breaks the
-contract, or embedding or writing it fails — goes to the dead-letter topic instead. The
-batch is acknowledged only after the dead letters are acknowledged by the broker and the
-partition indexes have taken the previous batch's writes, so ingest slows down rather
-than queueing unbounded index work, and no event is acknowledged without an outcome.
+A batch goes through four steps, and only after the last are its events acknowledged:
+
+1. **Decide.** Each event is parsed by the parser of its topic, held to the limits, and judged
+   against the stored record, or against what an earlier event of the batch leaves: stale,
+   unchanged, refused (a dead letter with its reason), or a write. An event the partition's
+   progress record (:mod:`index.progress`) already covers was done before a crash or a
+   rebalance and is skipped. Nothing an event carries can raise out of this step.
+2. **Embed.** The texts that need the model go to it in one call. If that fails, they go one by
+   one; a text that fails while the model still embeds a probe text is refused alone
+   (``embed_failed``), and the batch is decided again without it.
+3. **Make durable.** Each partition's records and its new progress record go to the changelog,
+   the dead letters to their topic, and every send is acknowledged by the broker
+   (:mod:`tables.producer`); then the observers (alerts and the like) see the batch.
+4. **Apply.** The acknowledged records go into RocksDB and the index
+   (:meth:`tables.indexed_store.IndexedStore.commit`).
+
+A failure that is no event's fault (the model fails on every text, Kafka does not acknowledge,
+the local store cannot be written) acknowledges nothing: the batch is retried with backoff until
+it goes through, and :class:`agents.status.IngestStatus` says what is wrong meanwhile. Retrying is
+safe: nothing local changes before step 4, and a partition that step 4 did reach has its progress
+record, so its events are skipped on the next try. So an event is acknowledged only once its
+outcome is durable (DESIGN.md "Semantics to hold"), and every event ends as exactly one outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import faust
 import numpy as np
-from faust.types import EventT
+from aiokafka.structs import RecordMetadata
+from faust.types import TP, EventT
 
-from agents.deadletters import DeadLetter, DeadLetterSink, refusal
+from agents.deadletters import DeadLetter, dead_letter_records
+from agents.deadletters import refusal as _refusal
 from agents.observers import BatchObserver, DeletedDocument, IndexedDocument
-from agents.outcomes import Outcomes
-from index import codec
+from agents.status import Cause, IngestStatus
+from index import codec, progress
 from index.embedder import TextEmbeddings
 from index.events import Event, EventError, Limits, apply_limits
-from tables.vectors import VectorTable, writing_for
+from index.exceptions import StreamvecError
+from index.progress import Progress
+from tables.producer import BrokerUnavailable, Outgoing
 
 logger = logging.getLogger(__name__)
 
 Parser = Callable[[bytes | None, bytes | None], Event]
-# (kind, seconds from each event's Kafka timestamp until its write was in the index);
-# kind is "text" (the model's vector, new or reused) or "vector" (the producer's vector,
-# and deletes: neither waits for the model).
+# (kind, seconds from each event's Kafka timestamp until its write was in the index); kind is
+# "text" (the model's vector, new or reused) or "vector" (the producer's vector, and deletes).
 OnSearchable = Callable[[str, Sequence[float]], None]
 _PROBE_TEXT = "streamvec model probe"
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 5.0
+_Where = tuple[str, int, int]  # topic, partition, offset of a consumed event
 
 
 class Embedding(Protocol):
-    """What the agent needs from the model: its dimension and batch embedding off the loop."""
+    """What the agent needs from the model: its id and dimension, and batch embedding off the loop."""
 
     dim: int
+    model_id: str
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
     async def embed_with_stats(self, texts: Sequence[str]) -> TextEmbeddings: ...
 
 
-class ModelUnavailable(RuntimeError):
-    """The model fails on every text, so no single event is to blame: the batch must not be acked."""
+class IngestTable(Protocol):
+    """What the agent needs from the vectors table (tables/vectors.py; a fake will do in tests)."""
+
+    changelog_topic_name: str
+
+    def record_in(self, partition: int, doc_id: str) -> codec.Record | None: ...
+
+    def progress(self, partition: int) -> Progress: ...
+
+    def commit(self, partition: int, writes: Sequence[tuple[bytes, bytes]],
+               changelog_offset: int) -> Future[None] | None: ...
+
+
+class Positions(Protocol):
+    """Where the input partitions begin, and reading one again from an offset (Faust's consumer)."""
+
+    async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
+
+    async def rewind(self, topic: str, partition: int, offset: int) -> None: ...
+
+
+class Sender(Protocol):
+    """Sends records and returns once the broker acknowledged each (tables/producer.py)."""
+
+    async def send_all(self, records: Sequence[Outgoing]) -> list[RecordMetadata]: ...
+
+
+class Stalled(StreamvecError):
+    """The batch cannot go through, and no event is to blame: it is retried, nothing is acknowledged."""
+
+    def __init__(self, cause: Cause, message: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class ModelUnavailable(Stalled):
+    """The model fails on every text, a probe text included."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("model", message)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the processor treats events; from the worker's settings."""
+
+    limits: Limits = field(default_factory=Limits)
+    store_text: bool = True
+    max_record_bytes: int = 1_000_000
+
+
+class _Measured(NamedTuple):
+    """What the model measured of a text it embedded (embedding health reads it)."""
+
+    norm: float
+    truncated: bool
 
 
 @dataclass
-class _Accepted:
+class _Write:
+    """An accepted event and the record it leaves (None: a delete of a document never stored)."""
+
     source: EventT
     event: Event
-    vector: np.ndarray | None
-    embedded: bool = False  # the model made ``vector`` in this batch
-    norm: float | None = None  # the model's norm before normalising (embedding health)
-    truncated: bool | None = None  # the text was longer than the model reads
+    record: codec.Record | None
+    from_model: bool = False  # its vector is the model's, made in this batch
+    reused: bool = False
 
     @property
     def kind(self) -> str:
@@ -76,238 +153,428 @@ class _Prior:
 
     version: int | None
     live: bool
-    text_hash: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    vector: np.ndarray | None = None  # also None while an earlier event of the batch waits for the model
+    text_hash: str | None
+    metadata: Mapping[str, Any]
+    vector: np.ndarray | None  # None also while an earlier event of the batch waits for the model
+    model: str | None
+    source: tuple[str, int] | None
 
     @classmethod
-    def stored(cls, record: codec.Record | None) -> _Prior | None:
+    def of(cls, record: codec.Record | None, live: bool | None = None) -> _Prior | None:
+        """``record`` as a prior; ``live`` overrides what its vector says (a write still waiting
+        for the model has no vector yet)."""
         if record is None:
             return None
-        return cls(record.version, not record.deleted, record.text_hash, record.metadata, record.vector)
+        live = not record.deleted if live is None else live
+        return cls(record.version, live, record.text_hash, record.metadata, record.vector, record.model,
+                   record.source)
 
-    @classmethod
-    def after(cls, item: _Accepted) -> _Prior | None:
-        event = item.event
-        if event.op == "delete":
-            return None if event.version is None else cls(event.version, live=False)
-        return cls(event.version, True, event.text_hash, event.metadata, item.vector)
+
+@dataclass
+class _Decisions:
+    """What step 1 made of a batch."""
+
+    writes: list[_Write] = field(default_factory=list)
+    refused: list[DeadLetter] = field(default_factory=list)
+    progress: dict[int, Progress] = field(default_factory=dict)  # partitions with an event not done before
+    skipped: int = 0
 
 
 class IngestProcessor:
-    """Turns one batch of Kafka events into table writes and dead letters; see the module docstring."""
+    """Turns one batch of Kafka events into durable records, index entries and dead letters."""
 
-    def __init__(self, table: VectorTable, embedding: Embedding, outcomes: Outcomes, *,
-                 parsers: Mapping[str, Parser], limits: Limits, dead_letters: DeadLetterSink,
-                 on_searchable: OnSearchable | None = None, observers: Sequence[BatchObserver] = ()) -> None:
+    def __init__(self, table: IngestTable, embedding: Embedding, sender: Sender, positions: Positions,
+                 status: IngestStatus, *, parsers: Mapping[str, Parser], dead_letter_topic: str,
+                 options: Options = Options(),
+                 observers: Sequence[BatchObserver] = (), on_searchable: OnSearchable | None = None,
+                 may_retry: Callable[[], bool] = lambda: True) -> None:
         self.table = table
         self.embedding = embedding
-        self.outcomes = outcomes
+        self.sender = sender
+        self.positions = positions
+        self.status = status
         self.parsers = parsers
-        self.limits = limits
-        self.dead_letters = dead_letters
-        self.on_searchable = on_searchable
+        self.dead_letter_topic = dead_letter_topic
+        self.options = options
         self.observers = tuple(observers)
-        self._index_sync: asyncio.Future[None] | None = None
+        self.on_searchable = on_searchable
+        self.may_retry = may_retry
+        self._indexing: list[Future[None]] = []
 
-    async def process(self, batch: Sequence[EventT]) -> None:
-        refused: list[DeadLetter] = []
-        accepted = self._accept(batch, refused)
-        embedded = await self._embed_missing(accepted, refused)
-        written = [item for item in embedded if self._write(item, refused)]
-        await self._dead_letter(refused)
-        await self._notify(written)
-        # The index may trail the table by one batch: its inserts (writer thread) overlap
-        # the next batch's embedding, and waiting here still bounds the queue.
-        if self._index_sync is not None:
-            await self._index_sync
-        self._index_sync = asyncio.ensure_future(self.table.store.synced())
-        if self.on_searchable is not None and written:
-            self._index_sync.add_done_callback(partial(self._report_searchable, _timestamps_by_kind(written)))
+    async def process(self, batch: Sequence[EventT]) -> bool:
+        """Process ``batch`` until its outcomes are durable; True when its events may be acknowledged.
 
-    def _accept(self, batch: Sequence[EventT], refused: list[DeadLetter]) -> list[_Accepted]:
-        """Parse, limit, and apply the version and "unchanged" rules; later events in the
-        batch see what earlier ones will have written."""
-        latest: dict[str, _Prior | None] = {}
-        accepted = []
+        False only when a failure met a rebalance or the worker's stop: the batch is left
+        unacknowledged for the partitions' next owner (which may be this worker) to read again.
+        """
+        vectors: dict[str, np.ndarray] = {}  # the model's vectors by text: kept over retries
+        measured: dict[str, _Measured] = {}  # and what it measured of each text, for the observers
+        attempt = 0
+        while True:
+            try:
+                await self._process_once(batch, vectors, measured)
+            except Stalled as exc:
+                cause, error = exc.cause, str(exc)
+            except Exception as exc:  # noqa: BLE001 — a bug must stall the batch, never lose it
+                logger.exception("processing a batch of %d events failed", len(batch))
+                cause, error = "internal", f"{type(exc).__name__}: {exc}"
+            else:
+                if self.status.stall is not None:
+                    logger.warning("ingest flows again after %d failed attempts", self.status.stall.attempts)
+                self.status.flowing()
+                return True
+            self.status.stalled(cause, error)
+            if attempt % 10 == 0:
+                logger.error("partitions %s: ingest stalled (%s): %s. The batch of %d events is retried, nothing "
+                             "is acknowledged meanwhile", _partitions(batch), cause, error, len(batch))
+            deadline = time.monotonic() + min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** attempt)
+            while self.may_retry() and time.monotonic() < deadline:
+                await asyncio.sleep(min(0.25, _BACKOFF_FIRST))
+            if not self.may_retry():
+                logger.warning("partitions %s: the worker is rebalancing or stopping while the batch is stalled; "
+                               "it stays unacknowledged and is read again by the partitions' next owner",
+                               _partitions(batch))
+                return False
+            attempt += 1
+
+    async def _process_once(self, batch: Sequence[EventT], vectors: dict[str, np.ndarray],
+                            measured: dict[str, _Measured]) -> None:
+        refused: dict[_Where, DeadLetter] = {}
+        stored = await self._stored_progress(batch)
+        decisions = self._decide(batch, stored, refused)
+        while await self._embed(decisions.writes, refused, vectors, measured):
+            decisions = self._decide(batch, stored, refused)  # a text failed alone: decide without it
+        if decisions.skipped:
+            logger.info("partitions %s: %d redelivered events were already processed; skipped",
+                        sorted(decisions.progress) or _partitions(batch), decisions.skipped)
+        writes = [_with_vector(write, vectors) for write in decisions.writes]
+        records = self._records(writes, decisions)
+        offsets = await self._make_durable(records, decisions.refused)
+        await self._notify(writes, measured)
+        indexing = self._apply(records, offsets, writes)
+        await self._read_holes_again(decisions)
+        self.status.embeddings_reused += sum(write.reused for write in writes)
+        for letter in decisions.refused:
+            logger.warning("partition %d offset %d: dead-lettered (%s): %s",
+                           letter.partition, letter.offset, letter.reason, letter.error)
+        # The index may trail RocksDB by one batch: its inserts overlap the next batch's
+        # embedding, and waiting here for the previous batch's still bounds its queue.
+        previous, self._indexing = self._indexing, indexing
+        if previous:
+            await asyncio.wait([asyncio.wrap_future(job) for job in previous])
+
+    # ---- 1. decide ----------------------------------------------------------------------
+
+    def _decide(self, batch: Sequence[EventT], stored: Mapping[int, Progress],
+                refused: Mapping[_Where, DeadLetter]) -> _Decisions:
+        """Step 1, in delivery order; an event already done (before, or earlier in this batch) is skipped."""
+        decisions = _Decisions()
+        latest: dict[tuple[int, str], _Prior | None] = {}
+        working = {partition: progress.copy() for partition, progress in stored.items()}
         for source in batch:
             message = source.message
+            counts = working[message.partition]
+            if counts.done(message.topic, message.offset):
+                decisions.skipped += 1
+                continue
+            decisions.progress[message.partition] = counts
+            outcome = refused.get(_where(source)) or self._judge(source, latest, decisions)
+            if isinstance(outcome, DeadLetter):
+                decisions.refused.append(outcome)
+                counts.record(message.topic, message.offset, "dead_lettered", outcome.reason)
+            else:
+                counts.record(message.topic, message.offset, outcome)
+        return decisions
+
+    def _judge(self, source: EventT, latest: dict[tuple[int, str], _Prior | None],
+               decisions: _Decisions) -> str | DeadLetter:
+        """One event's outcome, with its write added to ``decisions``, or its dead letter."""
+        message = source.message
+        try:
+            event = apply_limits(self.parsers[message.topic](message.key, message.value), self.options.limits)
+        except EventError as exc:
+            return _refusal(source, exc.reason, str(exc))
+        except Exception as exc:  # noqa: BLE001 — nothing one event carries may stop the batch
+            logger.exception("partition %d offset %d: parsing raised", message.partition, message.offset)
+            return _refusal(source, "processing_failed", f"processing this event raised {type(exc).__name__}: "
+                                                         f"{exc}; report it to the streamvec developers")
+        key = (message.partition, event.id)
+        if key not in latest:
             try:
-                event = apply_limits(self.parsers[message.topic](message.key, message.value), self.limits)
-            except EventError as exc:
-                refused.append(refusal(source, exc.reason, str(exc)))
-                continue
-            prior = latest[event.id] if event.id in latest else _Prior.stored(self._stored(source, event.id))
-            if _is_stale(event, prior):
-                self.outcomes.add(message.partition, "stale")
-                continue
-            if _is_unchanged(event, prior):
-                self.outcomes.add(message.partition, "unchanged")
-                continue
-            item = _Accepted(source, event, event.vector if event.vector is not None else _reusable(event, prior))
-            latest[event.id] = _Prior.after(item)
-            accepted.append(item)
-        return accepted
+                latest[key] = _Prior.of(self.table.record_in(message.partition, event.id))
+            except codec.CodecError as exc:
+                return _refusal(source, "stored_unreadable", f"the stored record of {event.id!r} is unreadable: {exc}")
+        prior = latest[key]
+        if _is_stale(event, prior, (message.topic, message.offset)):
+            return "stale"
+        if _is_unchanged(event, prior, self.embedding.model_id):
+            return "unchanged"
+        write = self._write_for(source, event, prior)
+        if write.record is not None:
+            size = codec.encoded_size(write.record, self.embedding.dim)
+            if size > self.options.max_record_bytes:
+                return _refusal(source, "record_too_large", f"the stored record would take {size} bytes, more than "
+                                                            f"{self.options.max_record_bytes}: send less metadata "
+                                                            "or text, or raise STREAMVEC_MAX_RECORD_BYTES (and the "
+                                                            "changelog topic's max.message.bytes)")
+        latest[key] = _Prior.of(write.record, live=event.op == "upsert")
+        decisions.writes.append(write)
+        return "deleted" if event.op == "delete" else "indexed"
 
-    def _stored(self, source: EventT, doc_id: str) -> codec.Record | None:
-        with writing_for(source):
-            data = self.table.get(doc_id.encode())
-        return None if data is None else codec.decode(data)
+    def _write_for(self, source: EventT, event: Event, prior: _Prior | None) -> _Write:
+        """The record an accepted event leaves: versions only grow, so a delete keeps the highest seen."""
+        if event.op == "delete":
+            version = event.version if event.version is not None else (prior.version if prior else None)
+            if prior is None and version is None:
+                return _Write(source, event, None)  # nothing stored, nothing to remember
+            return _Write(source, event, codec.Record(vector=None, version=version, ts=event.ts,
+                                                      source=(source.message.topic, source.message.offset)))
+        where = (source.message.topic, source.message.offset)
+        record = codec.Record(vector=event.vector, metadata=event.metadata, version=event.version,
+                              text_hash=event.text_hash, ts=event.ts,
+                              text=event.text if self.options.store_text else None, source=where)
+        if event.vector is not None:
+            return _Write(source, event, record)
+        model = self.embedding.model_id
+        record = dataclasses.replace(record, model=model)
+        if prior is not None and prior.live and prior.text_hash == event.text_hash and prior.model == model \
+                and prior.vector is not None:
+            return _Write(source, event, dataclasses.replace(record, vector=prior.vector), reused=True)
+        return _Write(source, event, record, from_model=True)
 
-    async def _embed_missing(self, accepted: list[_Accepted], refused: list[DeadLetter]) -> list[_Accepted]:
-        """One model call for the batch: the embedder sorts it by length, so a whole batch
-        pads far less than chunks of it would (measured: 254 vs 190 texts/s for chunks of 64).
+    async def _stored_progress(self, batch: Sequence[EventT]) -> dict[int, Progress]:
+        """The progress of each partition of the batch, tracking every topic of the batch."""
+        found: dict[int, Progress] = {}
+        for partition in {source.message.partition for source in batch}:
+            try:
+                found[partition] = self.table.progress(partition)
+            except Exception as exc:
+                raise Stalled("store", f"partition {partition}: reading its progress from the local store failed "
+                                       f"({type(exc).__name__}: {exc})") from exc
+        new = {(s.message.topic, s.message.partition) for s in batch
+               if not found[s.message.partition].tracks(s.message.topic)}
+        if new:
+            try:
+                starts = await self.positions.earliest(new)
+            except Exception as exc:
+                raise Stalled("broker", f"asking Kafka where partitions {sorted(new)} begin failed "
+                                        f"({type(exc).__name__}: {exc})") from exc
+            for (topic, partition), offset in starts.items():
+                found[partition].begin(topic, offset)
+        return found
 
-        If that call fails, the texts are embedded one by one and only those that fail
-        alone are dead-lettered; returns the items that can be written."""
-        todo = [item for item in accepted if item.event.op == "upsert" and item.vector is None]
-        self.outcomes.embeddings_reused += sum(
-            1 for item in accepted if item.event.vector is None and item.vector is not None)
-        if not todo:
-            return accepted
-        texts = [item.event.text or "" for item in todo]
+    async def _read_holes_again(self, decisions: _Decisions) -> None:
+        """Read again what the consumer skipped: an event below others that are done, but not done itself."""
+        for partition, counts in decisions.progress.items():
+            for topic, offset in counts.holes().items():
+                logger.warning("partition %d: the consumer skipped %s offsets from %d; reading them again",
+                               partition, topic, offset)
+                try:
+                    await self.positions.rewind(topic, partition, offset)
+                except Exception as exc:
+                    raise Stalled("broker", f"seeking {topic} partition {partition} to offset {offset} failed "
+                                            f"({type(exc).__name__}: {exc})") from exc
+
+    # ---- 2. embed -----------------------------------------------------------------------
+
+    async def _embed(self, writes: list[_Write], refused: dict[_Where, DeadLetter],
+                     vectors: dict[str, np.ndarray], measured: dict[str, _Measured]) -> bool:
+        """Embed the texts that need it into ``vectors``; True if a text failed alone (its events refused)."""
+        texts = list(dict.fromkeys(w.event.text for w in writes if w.from_model and w.event.text not in vectors))
+        if not texts:
+            return False
         try:
             embedded = await self.embedding.embed_with_stats(texts)
-            vectors: Sequence[np.ndarray | None] = list(embedded.vectors)
-            for item, norm, truncated in zip(todo, embedded.norms.tolist(), embedded.truncated.tolist(), strict=True):
-                item.norm, item.truncated = norm, truncated
-        except Exception as exc:  # noqa: BLE001 — any model error; the retry below tells text from model
-            logger.warning("embedding a batch of %d texts failed (%s: %s); embedding them one by one",
+            vectors.update(zip(texts, embedded.vectors, strict=True))
+            measured.update(zip(texts, map(_Measured, embedded.norms.tolist(), embedded.truncated.tolist()), strict=True))
+            return False
+        except Exception as exc:  # noqa: BLE001 — any model error; one by one tells text from model
+            logger.warning("embedding %d texts failed (%s: %s); embedding them one by one",
                            len(texts), type(exc).__name__, exc)
-            vectors = await self._embed_one_by_one(todo, refused)
-        for item, vector in zip(todo, vectors, strict=True):
-            item.vector = vector
-            item.embedded = vector is not None
-        return [item for item in accepted if item.event.op == "delete" or item.vector is not None]
-
-    async def _embed_one_by_one(self, todo: list[_Accepted], refused: list[DeadLetter]) -> list[np.ndarray | None]:
-        vectors: list[np.ndarray | None] = []
-        model_checked = False
-        for item in todo:
+        failed = False
+        for text in texts:
             try:
-                vectors.append((await self.embedding.embed([item.event.text or ""]))[0])
-            except Exception as exc:  # noqa: BLE001 — see _embed_missing
-                if not model_checked:
-                    await self._check_model(exc)
-                    model_checked = True
-                refused.append(refusal(item.source, "embed_failed", f"the model failed on this text: "
-                                                                     f"{type(exc).__name__}: {exc}"))
-                vectors.append(None)
-        return vectors
+                vectors[text] = (await self.embedding.embed([text]))[0]
+            except Exception as exc:  # noqa: BLE001 — see above
+                await self._check_model(exc)
+                failed = True
+                for write in writes:
+                    if write.event.text == text:
+                        refused[_where(write.source)] = _refusal(
+                            write.source, "embed_failed", f"the model failed on this text: {type(exc).__name__}: {exc}")
+        return failed
 
     async def _check_model(self, error: Exception) -> None:
-        """A text is to blame only if the model still embeds another one; otherwise stop the batch."""
+        """A text is to blame only if the model still embeds another one."""
         try:
             await self.embedding.embed([_PROBE_TEXT])
         except Exception as probe_error:
             raise ModelUnavailable(f"the model fails on every text ({type(error).__name__}: {error}; a probe text: "
-                                   f"{type(probe_error).__name__}: {probe_error}); the batch stays "
-                                   "unacknowledged and is consumed again after a restart: check the worker's "
-                                   "model and memory") from probe_error
+                                   f"{type(probe_error).__name__}: {probe_error}); check the worker's model "
+                                   "files, memory and STREAMVEC_EMBED_PROVIDER") from probe_error
 
-    def _write(self, item: _Accepted, refused: list[DeadLetter]) -> bool:
-        key = item.event.id.encode()
-        partition = item.source.message.partition
+    # ---- 3. make durable ----------------------------------------------------------------
+
+    def _records(self, writes: list[_Write], decisions: _Decisions) -> dict[int, dict[bytes, bytes]]:
+        """Each partition's records as the changelog and RocksDB get them: the last record of each
+        id, then the partition's new progress record."""
+        records: dict[int, dict[bytes, bytes]] = {partition: {} for partition in decisions.progress}
+        for write in writes:
+            if write.record is not None:
+                records[write.source.message.partition][write.event.id.encode()] = codec.encode(write.record)
+        for partition, counts in decisions.progress.items():
+            records[partition][progress.KEY] = progress.encode(counts)
+        return records
+
+    async def _make_durable(self, records: Mapping[int, Mapping[bytes, bytes]],
+                            refused: list[DeadLetter]) -> dict[int, int]:
+        """Send every partition's records and the dead letters; wait for every ack. Returns each
+        partition's changelog offset after the batch (its progress record's, sent last)."""
+        changelog = self.table.changelog_topic_name
+        outgoing = [Outgoing(changelog, key, value, partition)
+                    for partition, partition_records in records.items() for key, value in partition_records.items()]
+        outgoing += dead_letter_records(refused, self.dead_letter_topic)
         try:
-            with writing_for(item.source):
-                if item.event.op == "delete" and item.event.version is None:
-                    self.table.pop(key, None)
-                else:
-                    self.table[key] = codec.encode(_as_record(item))
-        except Exception as exc:  # one event's failed write must not fail its batch
-            logger.exception("partition %d offset %d: writing %r failed", partition, item.source.message.offset,
-                             item.event.id)
-            refused.append(refusal(item.source, "write_failed", f"the table write failed: {type(exc).__name__}: {exc}"))
-            return False
-        self.outcomes.add(partition, "deleted" if item.event.op == "delete" else "indexed")
-        return True
+            acks = await self.sender.send_all(outgoing)
+        except BrokerUnavailable as exc:
+            raise Stalled("broker", str(exc)) from exc
+        return {record.partition: ack.offset for record, ack in zip(outgoing, acks, strict=True)
+                if record.key == progress.KEY and record.topic == changelog and record.partition is not None}
 
-    async def _dead_letter(self, refused: list[DeadLetter]) -> None:
-        """Send and wait for the broker's acks; only then count (a failed send fails the batch)."""
-        await self.dead_letters.send(refused)
-        for letter in refused:
-            logger.warning("partition %d offset %d: dead-lettered (%s): %s",
-                           letter.partition, letter.offset, letter.reason, letter.error)
-            self.outcomes.add_dead_letter(letter.partition, letter.reason)
-
-    async def _notify(self, written: list[_Accepted]) -> None:
-        if not self.observers or not written:
+    async def _notify(self, writes: list[_Write], measured: Mapping[str, _Measured]) -> None:
+        if not self.observers or not writes:
             return
-        indexed = [_indexed(item) for item in written if item.event.op == "upsert"]
-        deleted = [DeletedDocument(item.event.id, item.source.message.partition, item.source.message.offset,
-                                   item.event.version) for item in written if item.event.op == "delete"]
+        indexed = [_indexed(write, measured) for write in writes if write.event.op == "upsert"]
+        deleted = [DeletedDocument(w.event.id, w.source.message.partition, w.source.message.offset, w.event.version)
+                   for w in writes if w.event.op == "delete"]
         for observer in self.observers:
-            await observer.on_batch(indexed, deleted)
+            try:
+                await observer.on_batch(indexed, deleted)
+            except Exception as exc:
+                raise Stalled("observer", f"{type(observer).__name__} failed: {type(exc).__name__}: {exc}") from exc
 
-    def _report_searchable(self, stamps: dict[str, list[float]], synced: asyncio.Future[None]) -> None:
-        if synced.cancelled() or synced.exception() is not None or self.on_searchable is None:
-            return
+    # ---- 4. apply -------------------------------------------------------------------------
+
+    def _apply(self, records: Mapping[int, Mapping[bytes, bytes]], offsets: Mapping[int, int],
+               writes: list[_Write]) -> list[Future[None]]:
+        """Into RocksDB now, into the index on its lanes; returns the index jobs (none for a
+        partition whose index is being built: its writes wait for the build)."""
+        indexing: list[Future[None]] = []
+        for partition, partition_records in records.items():
+            try:
+                job = self.table.commit(partition, list(partition_records.items()), offsets[partition])
+            except Exception as exc:
+                raise Stalled("store", f"partition {partition}: writing the local store failed "
+                                       f"({type(exc).__name__}: {exc}); check the data dir's disk") from exc
+            if job is not None:
+                indexing.append(job)
+                if self.on_searchable is not None:
+                    stamps = _timestamps_by_kind([w for w in writes if w.source.message.partition == partition])
+                    job.add_done_callback(lambda _job, stamps=stamps: self._report_searchable(stamps))
+        return indexing
+
+    def _report_searchable(self, stamps: dict[str, list[float]]) -> None:
+        assert self.on_searchable is not None
         now = time.time()
         for kind, timestamps in stamps.items():
             self.on_searchable(kind, [now - stamp for stamp in timestamps])
 
 
-def _indexed(item: _Accepted) -> IndexedDocument:
-    message, event = item.source.message, item.event
-    assert item.vector is not None
+def _where(source: EventT) -> _Where:
+    message = source.message
+    return message.topic, message.partition, message.offset
+
+
+def _partitions(batch: Sequence[EventT]) -> list[int]:
+    return sorted({source.message.partition for source in batch})
+
+
+def _with_vector(write: _Write, vectors: Mapping[str, np.ndarray]) -> _Write:
+    if not write.from_model:
+        return write
+    assert write.record is not None and write.event.text is not None
+    return dataclasses.replace(write, record=dataclasses.replace(write.record, vector=vectors[write.event.text]))
+
+
+def _indexed(write: _Write, measured: Mapping[str, _Measured]) -> IndexedDocument:
+    message, event, record = write.source.message, write.event, write.record
+    assert record is not None and record.vector is not None
     event_ts = event.ts if event.ts is not None else message.timestamp
+    stats = measured.get(event.text) if write.from_model and event.text is not None else None
     return IndexedDocument(id=event.id, partition=message.partition, offset=message.offset, version=event.version,
-                           vector=item.vector, text=event.text, metadata=event.metadata, event_ts=event_ts,
-                           embedded=item.embedded, norm=item.norm, truncated=item.truncated)
+                           vector=record.vector, text=event.text, metadata=event.metadata, event_ts=event_ts,
+                           embedded=write.from_model, norm=stats.norm if stats else None,
+                           truncated=stats.truncated if stats else None)
 
 
-def _timestamps_by_kind(items: list[_Accepted]) -> dict[str, list[float]]:
+def _timestamps_by_kind(writes: list[_Write]) -> dict[str, list[float]]:
     stamps: defaultdict[str, list[float]] = defaultdict(list)
-    for item in items:
-        if item.source.message.timestamp is not None:
-            stamps[item.kind].append(item.source.message.timestamp)
+    for write in writes:
+        if write.source.message.timestamp is not None:
+            stamps[write.kind].append(write.source.message.timestamp)
     return dict(stamps)
 
 
-def _is_stale(event: Event, prior: _Prior | None) -> bool:
-    return event.version is not None and prior is not None and prior.version is not None \
-        and event.version <= prior.version
+def _is_stale(event: Event, prior: _Prior | None, where: tuple[str, int]) -> bool:
+    """An older or equal version; without versions on both sides, an older offset of the same topic
+    (a consumer that seeks can hand over an event after a newer one of the same id)."""
+    if prior is None:
+        return False
+    if event.version is not None and prior.version is not None:
+        return event.version <= prior.version
+    return prior.source is not None and prior.source[0] == where[0] and where[1] < prior.source[1]
 
 
-def _is_unchanged(event: Event, prior: _Prior | None) -> bool:
-    """Writing this upsert would store the same record (``ts`` aside): skip the write and the index work."""
+def _is_unchanged(event: Event, prior: _Prior | None, model: str) -> bool:
+    """Writing this upsert would store the same record (``ts`` aside): skip the write and the index work.
+
+    A text-only upsert is unchanged only if the stored vector came from this model: after a
+    model change (or over a vector the producer brought) the text is embedded again."""
     if event.op != "upsert" or prior is None or not prior.live:
         return False
-    same_vector = event.vector is None or (prior.vector is not None and np.array_equal(prior.vector, event.vector))
-    return (prior.text_hash == event.text_hash and prior.version == event.version
-            and dict(prior.metadata) == dict(event.metadata) and same_vector)
+    if event.vector is None:
+        same_vector = prior.model == model
+    else:
+        same_vector = prior.vector is not None and np.array_equal(prior.vector, event.vector)
+    return (same_vector and prior.text_hash == event.text_hash and prior.version == event.version
+            and dict(prior.metadata) == dict(event.metadata))
 
 
-def _reusable(event: Event, prior: _Prior | None) -> np.ndarray | None:
-    """The stored vector, when the text is unchanged: re-sent events skip the model."""
-    if event.op == "upsert" and prior is not None and prior.live and prior.text_hash == event.text_hash:
-        return prior.vector
-    return None
+class ConsumerPositions:
+    """:class:`Positions` from a Faust app's consumer."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        found = await self.app.consumer.earliest_offsets(*(TP(topic, partition) for topic, partition in partitions))
+        return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
+
+    async def rewind(self, topic: str, partition: int, offset: int) -> None:
+        await self.app.consumer.seek(TP(topic, partition), offset)
 
 
-def _as_record(item: _Accepted) -> codec.Record:
-    event = item.event
-    if event.op == "delete":
-        return codec.Record(vector=None, version=event.version, ts=event.ts)
-    return codec.Record(vector=item.vector, metadata=event.metadata, version=event.version,
-                        text_hash=event.text_hash, ts=event.ts)
-
-
-def register_ingest(app: faust.App, topic: faust.TopicT, processor: IngestProcessor,
+def register_ingest(app: faust.App, topic: faust.TopicT, processor: IngestProcessor, dead_letters: faust.TopicT,
                     batch_size: int, batch_wait: float) -> faust.types.AgentT:
     """Declare the ingest agent on ``app``: batches of at most ``batch_size`` events from ``topic``,
-    whose every topic name needs a parser, and the dead-letter topic created at start."""
+    whose every topic name needs a parser, acknowledged only once :meth:`IngestProcessor.process`
+    made them durable; and the dead-letter topic, created at start."""
     missing = sorted(set(topic.topics) - set(processor.parsers))
     if missing:
         raise ValueError(f"no parser for topic(s) {missing}: the ingest agent cannot read them")
 
     @app.agent(topic, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(batch_size, within=batch_wait):
-            await processor.process(batch)
+        # noack_take: take_events would ack a batch in its generator's `finally`, even one that
+        # failed (notes/faust-internals.md §8).
+        async for batch in stream.noack_take(batch_size, within=batch_wait):
+            if await processor.process(batch):
+                for event in batch:
+                    await stream.ack(event)
+            del batch  # an abandoned batch's events must be collectable: Faust's rebalance waits for them
 
     @app.task
     async def declare_dead_letter_topic() -> None:
-        await processor.dead_letters.declare()
+        await dead_letters.maybe_declare()
 
     return ingest

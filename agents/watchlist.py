@@ -29,11 +29,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from faust.types import EventT
 
-from agents.acked import AckedTopic, Outgoing
-from agents.deadletters import DeadLetter, DeadLetterSink, refusal
+from agents.deadletters import DeadLetter, dead_letter_records, refusal
+from agents.ingest import Sender
 from index import codec
 from index.events import Event, EventError, Limits, apply_limits, parse_event
 from index.watchlist import Pattern, Watchlist, pattern_options, supersedes
+from tables.producer import Outgoing
 
 logger = logging.getLogger(__name__)
 _RESTART_PAUSE = 2.0
@@ -156,11 +157,11 @@ class _Change:
 class WatchlistProcessor:
     """Turns a batch of watchlist events into pattern records and dead letters."""
 
-    def __init__(self, reader: PatternReader, patterns: AckedTopic, dead_letters: DeadLetterSink,
-                 embedding: Embedding, limits: Limits) -> None:
+    def __init__(self, reader: PatternReader, sender: Sender, dead_letter_topic: str, embedding: Embedding,
+                 limits: Limits) -> None:
         self.reader = reader
-        self.patterns = patterns
-        self.dead_letters = dead_letters
+        self.sender = sender
+        self.dead_letter_topic = dead_letter_topic
         self.embedding = embedding
         self.limits = limits
 
@@ -169,9 +170,9 @@ class WatchlistProcessor:
         refused: list[DeadLetter] = []
         changes = self._accept(batch, refused)
         await self._embed(changes, refused)
-        await self.patterns.send_all([_outgoing(change) for change in changes if change.vector is not None
-                                      or change.event.op == "delete"])
-        await self.dead_letters.send(refused)
+        patterns = [_outgoing(self.reader.topic, change) for change in changes
+                    if change.vector is not None or change.event.op == "delete"]
+        await self.sender.send_all(patterns + dead_letter_records(refused, self.dead_letter_topic))
         for letter in refused:
             logger.warning("watchlist partition %d offset %d: dead-lettered (%s): %s",
                            letter.partition, letter.offset, letter.reason, letter.error)
@@ -219,12 +220,13 @@ class WatchlistProcessor:
             return None
 
 
-def _outgoing(change: _Change) -> Outgoing:
+def _outgoing(topic: str, change: _Change) -> Outgoing:
     event = change.event
     key = event.id.encode()
     if event.op == "delete":
         # A versioned delete stays as a record without a vector, so an older upsert cannot return.
         value = None if event.version is None else codec.encode(codec.Record(vector=None, version=event.version))
-        return Outgoing(key, value)
-    return Outgoing(key, codec.encode(codec.Record(vector=change.vector, metadata=event.metadata,
-                                                   version=event.version, text_hash=event.text_hash, ts=event.ts)))
+        return Outgoing(topic, key, value)
+    return Outgoing(topic, key, codec.encode(codec.Record(vector=change.vector, metadata=event.metadata,
+                                                          version=event.version, text_hash=event.text_hash,
+                                                          ts=event.ts)))

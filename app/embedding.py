@@ -38,6 +38,7 @@ class EmbeddingService:
     def __init__(self, embedder: Embedder, query_cache_size: int = 1024) -> None:
         self.embedder = embedder
         self.dim = embedder.dim
+        self.model_id = embedder.model_id
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_size = query_cache_size

@@ -8,16 +8,17 @@ from functools import partial
 
 import faust
 
-from agents.deadletters import DeadLetterSink
-from agents.ingest import IngestProcessor, register_ingest
-from agents.outcomes import Outcomes
+from agents.ingest import ConsumerPositions, IngestProcessor, Options, register_ingest
+from agents.status import IngestStatus
 from app.cdc import cdc_parsers
 from app.embedding import EmbeddingService, embedder_from_settings
 from app.http.metrics import Metrics
 from app.settings import Settings
+from app.topics import bootstrap
 from app.usecases import UseCases, register_use_cases
 from index.events import parse_event
 from index.partition import PartitionIndex
+from tables.producer import MAX_REQUEST_BYTES, DurableProducer
 from tables.vectors import VectorTable, raw_bytes
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ class Streamvec:
     app: faust.App
     table: VectorTable
     embedding: EmbeddingService
-    outcomes: Outcomes
+    status: IngestStatus
     metrics: Metrics
+    uses: UseCases
     uses: UseCases
 
 
@@ -84,15 +86,30 @@ def create_app(settings: Settings) -> Streamvec:
     # subscribes, so a worker started before the first producer still consumes it. A CDC
     # topic already exists with that count: cdc_parsers checked it.
     topic = app.topic(*parsers, schema=raw_bytes(), partitions=settings.partitions, internal=True)
-    outcomes = Outcomes()
-    metrics = Metrics(table, outcomes, app)
-    dead_letters = DeadLetterSink(app.topic(settings.dead_letter_topic, schema=raw_bytes(), internal=True))
-    uses = register_use_cases(app, settings, table, embedding, metrics, dead_letters)
+    status = IngestStatus()
+    metrics = Metrics(table, status, app)
+    # Sized for any dead letter of a record an input topic accepted (its default limit is 1 MB).
+    dead_letters = app.topic(settings.dead_letter_topic, schema=raw_bytes(), internal=True,
+                             config={"max.message.bytes": str(MAX_REQUEST_BYTES)})
+    producer = DurableProducer(bootstrap(settings.broker), idempotent=settings.idempotent_producer)
+    options = Options(limits=settings.event_limits, store_text=settings.store_text,
+                      max_record_bytes=settings.max_record_bytes)
+
+    def may_retry() -> bool:
+        return not (app.rebalancing or app.should_stop)
+
+    uses = register_use_cases(app, settings, table, embedding, metrics, producer, may_retry)
     metrics.watch_use_cases(uses.analysis.counts, uses.watchlist, uses.health, table)
-    processor = IngestProcessor(table, embedding, outcomes, parsers=parsers,
-                                limits=settings.event_limits, dead_letters=dead_letters,
-                                on_searchable=metrics.observe_searchable, observers=[uses.analysis])
-    register_ingest(app, topic, processor, settings.ingest_batch_size, settings.ingest_batch_wait)
-    parts = Streamvec(settings, app, table, embedding, outcomes, metrics, uses)
+    processor = IngestProcessor(table, embedding, producer, ConsumerPositions(app), status, parsers=parsers,
+                                dead_letter_topic=settings.dead_letter_topic, options=options,
+                                observers=[uses.analysis], on_searchable=metrics.observe_searchable,
+                                may_retry=may_retry)
+    register_ingest(app, topic, processor, dead_letters, settings.ingest_batch_size, settings.ingest_batch_wait)
+
+    @app.on_before_shutdown.connect
+    async def stop_producer(sender: faust.App, **kwargs: object) -> None:
+        await producer.stop()
+
+    parts = Streamvec(settings, app, table, embedding, status, metrics, uses)
     register_views(parts)
     return parts

@@ -51,6 +51,9 @@ class Settings:
     max_metadata_bytes: int = field(default=16384, metadata={"doc": "Largest `metadata` of an event, in bytes of its JSON; a larger one is dead-lettered (`metadata_too_large`)."})
     max_metadata_depth: int = field(default=32, metadata={"doc": "Deepest nesting of `metadata` (the object itself is level 1); a deeper one is dead-lettered (`metadata_too_deep`)."})
     max_text_chars: int = field(default=100000, metadata={"doc": "Characters of an event's `text` kept for the model; the rest is cut off (not refused) before tokenizing."})
+    max_record_bytes: int = field(default=1000000, metadata={"doc": "Largest stored record (metadata, text and vector, as the changelog gets it); a larger one is dead-lettered (`record_too_large`). Keep it below the changelog topic's `max.message.bytes` (Kafka's default: 1 MB)."})
+    store_text: bool = field(default=True, metadata={"doc": "Keep each document's text in its record (RocksDB and the changelog, never in the index's memory), so results can return it."})
+    idempotent_producer: bool = field(default=True, metadata={"doc": "Write changelog records and dead letters with Kafka's idempotent producer (`acks=all` either way). Tansu does not support it: `make demo` turns it off there."})
     cdc_topic: str = field(default="", metadata={"doc": "A Debezium topic to index as well (JSON converter, with or without schemas); empty = off. Needs `STREAMVEC_PARTITIONS` partitions."})
     cdc_id_columns: str = field(default="", metadata={"doc": "Comma-separated columns whose values, joined by `:`, are the document id (default: the key's columns)."})
     cdc_text_columns: str = field(default="", metadata={"doc": "Comma-separated columns embedded as the text, joined by newlines; null or blank ones are skipped."})
@@ -217,7 +220,7 @@ class Settings:
     def _validate(self) -> None:
         positive = ("partitions", "embed_batch_size", "ingest_batch_size", "hnsw_m", "hnsw_ef_construction",
                     "rocksdb_write_buffer_mb", "rocksdb_block_cache_mb",
-                    "max_key_bytes", "max_metadata_bytes", "max_metadata_depth", "max_text_chars")
+                    "max_key_bytes", "max_metadata_bytes", "max_metadata_depth", "max_text_chars", "max_record_bytes")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
@@ -271,6 +274,12 @@ def _convert(name: str, type_name: Any, value: Any) -> Any:
     if not isinstance(value, str):
         return Path(value) if "Path" in str(type_name) and not isinstance(value, Path) else value
     text = str(type_name)
+    if text == "bool":
+        if value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()}={value!r} is not a boolean: use true or false")
     try:
         if text.startswith("int"):
             return int(value)
@@ -283,9 +292,16 @@ def _convert(name: str, type_name: Any, value: Any) -> Any:
     return value
 
 
+def _shown(default: Any) -> str:
+    """A default as its variable would be written (``true``, not ``True``)."""
+    if default is None:
+        return ""
+    return str(default).lower() if isinstance(default, bool) else str(default)
+
+
 def describe() -> list[tuple[str, str, str]]:
     """``(variable, default, meaning)`` rows, for the README and ``streamvec --help``."""
     return [
-        (ENV_PREFIX + f.name.upper(), "" if f.default is None else str(f.default), f.metadata["doc"])
+        (ENV_PREFIX + f.name.upper(), _shown(f.default), f.metadata["doc"])
         for f in dataclasses.fields(Settings)
     ]

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import faust
 
-from agents.acked import AckedTopic
-from agents.activity import ActivityJoin, ActivityRepartition, ProfileUpdater
+from agents.activity import ActivityJoin, ActivityRepartition, ProfileUpdater, Route
 from agents.analysis import BatchAnalysis, Novelty
 from agents.batches import register_batch_agent
-from agents.deadletters import DeadLetterSink
+from agents.ingest import Sender
 from agents.watchlist import PatternReader, WatchlistProcessor
 from app.embedding import EmbeddingService
 from app.http.metrics import Metrics
@@ -47,65 +47,70 @@ class UseCases:
 
 
 def register_use_cases(app: faust.App, settings: Settings, table: VectorTable, embedding: EmbeddingService,
-                       metrics: Metrics, dead_letters: DeadLetterSink) -> UseCases:
-    """Declare the use cases' topics, tables and agents on ``app``; returns the ingest observer and state."""
+                       metrics: Metrics, sender: Sender, may_retry: Callable[[], bool]) -> UseCases:
+    """Declare the use cases' topics, tables and agents on ``app``; returns the ingest observer and state.
+
+    ``sender`` produces everything (alerts, patterns, repartitioned activity, dead letters) and
+    waits for the acks; ``may_retry`` says whether a failed batch may be tried again now."""
     watchlist = Watchlist(embedding.dim)
-    patterns = AckedTopic(app.topic(settings.patterns_topic, schema=raw_bytes(), partitions=WATCHLIST_PARTITIONS,
-                                    internal=True, compacting=True))
     reader = PatternReader(bootstrap(settings.broker), settings.patterns_topic, watchlist, settings.alert_threshold)
-    _register_watchlist(app, settings, reader, patterns, dead_letters, embedding)
-    analysis, health = _analysis(app, settings, table, watchlist, reader, metrics)
-    profiles = _register_activity(app, settings, table, dead_letters, metrics)
+    _register_watchlist(app, settings, reader, sender, embedding, may_retry)
+    analysis, health = _analysis(app, settings, table, watchlist, reader, sender, metrics)
+    profiles = _register_activity(app, settings, table, sender, metrics, may_retry)
     return UseCases(watchlist, reader, analysis, health, profiles)
 
 
-def _register_watchlist(app: faust.App, settings: Settings, reader: PatternReader, patterns: AckedTopic,
-                        dead_letters: DeadLetterSink, embedding: EmbeddingService) -> None:
+def _register_watchlist(app: faust.App, settings: Settings, reader: PatternReader, sender: Sender,
+                        embedding: EmbeddingService, may_retry: Callable[[], bool]) -> None:
     source = app.topic(settings.watchlist_topic, schema=raw_bytes(), partitions=WATCHLIST_PARTITIONS, internal=True)
-    processor = WatchlistProcessor(reader, patterns, dead_letters, embedding, settings.event_limits)
-    register_batch_agent(app, source, "watchlist", processor.process, WATCHLIST_BATCH, settings.ingest_batch_wait)
+    patterns = app.topic(settings.patterns_topic, schema=raw_bytes(), partitions=WATCHLIST_PARTITIONS, internal=True,
+                         compacting=True)
+    processor = WatchlistProcessor(reader, sender, settings.dead_letter_topic, embedding, settings.event_limits)
+    register_batch_agent(app, source, "watchlist", processor.process, WATCHLIST_BATCH, settings.ingest_batch_wait,
+                         may_retry)
 
     @app.task
     async def read_watchlist() -> None:
-        await patterns.declare()  # the reader reads it from the start: it must exist
+        await patterns.maybe_declare()  # the reader reads it from the start: it must exist
         while not (partitions := await partitions_of(settings.broker, settings.patterns_topic)):
             await asyncio.sleep(0.2)  # created, but not in the cluster's metadata yet
         await reader.run([tp.partition for tp in partitions])
 
 
 def _analysis(app: faust.App, settings: Settings, table: VectorTable, watchlist: Watchlist, reader: PatternReader,
-              metrics: Metrics) -> tuple[BatchAnalysis, HealthMonitor]:
-    alerts = AckedTopic(app.topic(settings.alerts_topic, schema=raw_bytes(), partitions=settings.partitions,
-                                  internal=True))
+              sender: Sender, metrics: Metrics) -> tuple[BatchAnalysis, HealthMonitor]:
+    alerts = app.topic(settings.alerts_topic, schema=raw_bytes(), partitions=settings.partitions, internal=True)
     threads = min(2, os.cpu_count() or 1)
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="analysis")
     novelty = Novelty(table, settings.novelty_threshold, pool, threads) if settings.novelty_threshold > 0 else None
     health = HealthMonitor(watchlist.dim, settings.health_window, settings.drift_threshold)
-    analysis = BatchAnalysis(watchlist=watchlist, watchlist_loaded=reader.loaded, alerts=alerts, health=health,
-                             novelty=novelty, pool=pool, on_detected=metrics.observe_detected)
+    analysis = BatchAnalysis(watchlist=watchlist, watchlist_loaded=reader.loaded, sender=sender,
+                             alerts_topic=settings.alerts_topic, health=health, novelty=novelty, pool=pool,
+                             on_detected=metrics.observe_detected)
 
     @app.task
     async def declare_alerts_topic() -> None:
-        await alerts.declare()
+        await alerts.maybe_declare()
 
     return analysis, health
 
 
-def _register_activity(app: faust.App, settings: Settings, table: VectorTable, dead_letters: DeadLetterSink,
-                       metrics: Metrics) -> ProfileTable:
+def _register_activity(app: faust.App, settings: Settings, table: VectorTable, sender: Sender, metrics: Metrics,
+                       may_retry: Callable[[], bool]) -> ProfileTable:
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, schema=raw_bytes(), partitions=settings.partitions, internal=True)
 
     activity, by_item, by_user = (topic(name) for name in (settings.activity_topic, settings.activity_by_item_topic,
                                                            settings.activity_by_user_topic))
     profiles = app.tables.add(ProfileTable(app, partitions=settings.partitions, options=settings.rocksdb_options))
+    route = Route(sender, settings.activity_by_item_topic, settings.activity_by_user_topic, settings.dead_letter_topic)
     weights = settings.action_weight_map
     stages = (
-        ("activity", activity, ActivityRepartition(AckedTopic(by_item), dead_letters, weights).process),
-        ("activity-join", by_item, ActivityJoin(table, AckedTopic(by_user), dead_letters, weights).process),
-        ("profile-updates", by_user, ProfileUpdater(profiles, dead_letters, settings.profile_half_life,
-                                             settings.profile_recent, metrics.observe_profiled).process),
+        ("activity", activity, ActivityRepartition(route, weights).process),
+        ("activity-join", by_item, ActivityJoin(table, route, weights).process),
+        ("profile-updates", by_user, ProfileUpdater(profiles, route, settings.profile_half_life,
+                                                    settings.profile_recent, metrics.observe_profiled).process),
     )
     for name, source, process in stages:
-        register_batch_agent(app, source, name, process, ACTIVITY_BATCH, ACTIVITY_WAIT)
+        register_batch_agent(app, source, name, process, ACTIVITY_BATCH, ACTIVITY_WAIT, may_retry)
     return profiles

@@ -68,11 +68,14 @@ def apply_limits(event: Event, limits: Limits) -> Event:
     A long text is cut, not refused: the model reads only its first 256 tokens anyway,
     and the cut keeps the tokenizer from spending time and memory on megabytes it drops.
     """
+    _check_unicode("id", event.id)
     if len(event.id.encode()) > limits.max_key_bytes:
         raise EventError("key_too_long", f"the document id has {len(event.id.encode())} bytes (UTF-8), more than "
                                          f"{limits.max_key_bytes}; use shorter ids or raise STREAMVEC_MAX_KEY_BYTES")
     if event.op == "delete":
         return event
+    if event.text is not None:
+        _check_unicode("text", event.text)
     _check_metadata(event.metadata, limits)
     if event.text is not None and len(event.text) > limits.max_text_chars:
         return dataclasses.replace(event, text=event.text[:limits.max_text_chars])
@@ -85,12 +88,26 @@ def _check_metadata(metadata: Mapping[str, Any], limits: Limits) -> None:
                                               "deep; flatten it or raise STREAMVEC_MAX_METADATA_DEPTH")
     try:
         size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode())
+    except UnicodeEncodeError:
+        raise EventError("bad_text", _NOT_UNICODE.format(field='a key or value of "metadata"')) from None
     except (TypeError, ValueError) as exc:
         raise EventError("bad_metadata", f'"metadata" cannot be stored as JSON: {exc}') from None
     if size > limits.max_metadata_bytes:
         raise EventError("metadata_too_large", f'"metadata" takes {size} bytes as JSON, more than '
                                                f"{limits.max_metadata_bytes}; keep large fields out of the index "
                                                "or raise STREAMVEC_MAX_METADATA_BYTES")
+
+
+_NOT_UNICODE = ("{field} is not valid Unicode: it holds a lone surrogate (such as \\ud800, valid in JSON but "
+                "not encodable as UTF-8); send the text the surrogate pair stood for")
+
+
+def _check_unicode(name: str, text: str) -> None:
+    """Refuse a string JSON allowed but UTF-8 cannot hold, before anything hashes, stores or embeds it."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise EventError("bad_text", _NOT_UNICODE.format(field=f'"{name}"')) from None
 
 
 def _depth(value: Any, limit: int) -> int:

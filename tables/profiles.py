@@ -10,10 +10,12 @@ this worker serves.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 import faust
-from faust.types import FutureMessage
+from faust.streams import _current_event
+from faust.types import EventT, FutureMessage
 
 TABLE_NAME = "profiles"
 
@@ -24,6 +26,22 @@ class ProfileTable(faust.Table):
     def __init__(self, app: faust.App, **kwargs: Any) -> None:
         super().__init__(app, name=TABLE_NAME, key_type=bytes, value_type=bytes, **kwargs)
         self._unacked: list[FutureMessage] = []
+
+    def read_in(self, partition: int, user: str) -> bytes | None:
+        """The user's record in ``partition``, which this worker must hold (the agent's own)."""
+        return self.data._db_for_partition(partition).get(user.encode())  # type: ignore[attr-defined,no-any-return]  # noqa: SLF001
+
+    def write(self, source: EventT, user: str, value: bytes) -> None:
+        """Store the user's record for the event ``source``.
+
+        Faust picks the changelog and RocksDB partition of a table write from the current
+        event, and a batch's current event is only its last one: each write names its own.
+        """
+        token = _current_event.set(weakref.ref(source))
+        try:
+            self[user.encode()] = value
+        finally:
+            _current_event.reset(token)
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> FutureMessage:
         """Faust's changelog send (every table write calls it), remembered until acknowledged."""

@@ -7,23 +7,20 @@ The table is a plain Faust table with raw bytes keys and values (records are enc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
-import weakref
-from collections.abc import Iterator
-from concurrent.futures import Executor
+from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import numpy as np
-from faust.streams import _current_event
-from faust.types import EventT
 from yarl import URL
 
 from index import codec
 from index.filters import Predicate
 from index.partition import Hit, PartitionIndex
+from index.progress import Progress
 from tables.indexed_store import IndexFactory, IndexedStore
 
 TABLE_NAME = "vectors"
@@ -75,12 +72,30 @@ class VectorTable(faust.Table):
         record = None if data is None else codec.decode(data)
         return None if record is None or record.deleted else record
 
+    def record_in(self, partition: int, doc_id: str) -> codec.Record | None:
+        """The stored record of ``doc_id`` in ``partition`` (an active partition of this worker),
+        tombstones included: deletes keep their version."""
+        data = self.store.read(partition, doc_id.encode())
+        return None if data is None else codec.decode(data)
+
     def stored(self, partition: int, doc_id: str) -> codec.Record | None:
         """The live record of ``doc_id`` in ``partition``, which this worker must own (an agent of a
         topic co-partitioned with the table reads the partition of its current event)."""
-        data = self.store.read(partition, doc_id.encode())
-        record = None if data is None else codec.decode(data)
+        record = self.record_in(partition, doc_id)
         return None if record is None or record.deleted else record
+
+    def progress(self, partition: int) -> Progress:
+        """What ingest has done in ``partition`` (an active partition of this worker)."""
+        return self.store.progress(partition)
+
+    def commit(self, partition: int, writes: Sequence[tuple[bytes, bytes]],
+               changelog_offset: int) -> Future[None] | None:
+        """Store and index records the changelog acknowledged (see :meth:`IndexedStore.commit`)."""
+        return self.store.commit(partition, writes, changelog_offset)
+
+    def outcomes(self) -> dict[int, dict[str, Any]]:
+        """Each served partition's outcome counts since the app id's first event (durable)."""
+        return {partition: self.store.progress(partition).counts() for partition in sorted(self.store.serving())}
 
     async def search_local(self, queries: np.ndarray, k: int, ef: int | None, predicate: Predicate | None,
                            pool: Executor, threads: int) -> LocalResult:
@@ -120,18 +135,4 @@ def merge_hits(lists: list[list[Hit]], k: int) -> list[Hit]:
                 break
     return merged
 
-
-@contextlib.contextmanager
-def writing_for(event: EventT) -> Iterator[None]:
-    """Make ``event`` Faust's current event while writing the table for it.
-
-    Faust picks the changelog partition and the RocksDB partition of a table write from
-    the current event. ``take_events`` hands the agent a batch whose current event is
-    only the last one, so each write must name its own event.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 

@@ -48,7 +48,9 @@ def run_demo(settings: Settings, kind: str, data: Path) -> None:
     workers: list[subprocess.Popen[bytes]] = []
     try:
         env = {**os.environ, "STREAMVEC_BROKER": broker.url, "STREAMVEC_APP_ID": settings.app_id,
-               "STREAMVEC_SESSION_TIMEOUT": "6", "STREAMVEC_REBALANCE_TIMEOUT": "6"}
+               "STREAMVEC_SESSION_TIMEOUT": "6", "STREAMVEC_REBALANCE_TIMEOUT": "6",
+               # Tansu answers InitProducerId with an error: no idempotent producer there.
+               "STREAMVEC_IDEMPOTENT_PRODUCER": "false" if kind == "tansu" else "true"}
         ports = [settings.web_port + i for i in range(WORKERS)]
         for i, port in enumerate(ports, 1):
             workers.append(_start_worker(env, port, settings.datadir / f"demo-worker-{i}"))

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from agents.analysis import AlertCounts
-from agents.outcomes import Outcomes
+from agents.status import CAUSES, IngestStatus
 from index.alerts import KINDS
 from index.health import HealthMonitor
 from index.watchlist import Watchlist
@@ -40,9 +40,9 @@ _FRESHNESS_BUCKETS = (.01, .025, .05, .075, .1, .15, .2, .3, .5, .75, 1.0, 1.5, 
 
 
 class _StateCollector(Collector):
-    def __init__(self, table: VectorTable, outcomes: Outcomes, app: faust.App) -> None:
+    def __init__(self, table: VectorTable, status: IngestStatus, app: faust.App) -> None:
         self._table = table
-        self._outcomes = outcomes
+        self._status = status
         self._app = app
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
@@ -50,18 +50,31 @@ class _StateCollector(Collector):
         for partition, count in self._table.counts().items():
             documents.add_metric([str(partition)], count)
         yield documents
-        snapshot = self._outcomes.snapshot()
-        events = CounterMetricFamily("streamvec_events", "Consumed events by outcome", labels=["partition", "outcome"])
+        events = CounterMetricFamily("streamvec_events", "Consumed events by outcome, since the app id's first "
+                                     "event (kept in the changelog)", labels=["partition", "outcome"])
         dead = CounterMetricFamily("streamvec_dead_letters", "Dead-lettered events by reason", labels=["partition", "reason"])
-        for partition, counts in snapshot["partitions"].items():
+        for partition, counts in self._table.outcomes().items():
             for outcome, count in counts.items():
                 if isinstance(count, int):
-                    events.add_metric([partition, outcome], count)
-            for reason, count in counts.get("dead_letter_reasons", {}).items():
-                dead.add_metric([partition, reason], count)
+                    events.add_metric([str(partition), outcome], count)
+            for reason, count in counts["dead_letter_reasons"].items():
+                dead.add_metric([str(partition), reason], count)
         yield events
         yield dead
+        yield from self._ingest()
         yield self._lag()
+
+    def _ingest(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        stall = self._status.stall
+        stalled = GaugeMetricFamily("streamvec_ingest_stalled", "1 while ingest retries a batch that failed for "
+                                    "this cause (nothing is acknowledged meanwhile)", labels=["cause"])
+        retries = CounterMetricFamily("streamvec_ingest_retries", "Batches retried, by the cause of the failure",
+                                      labels=["cause"])
+        for cause in CAUSES:
+            stalled.add_metric([cause], int(stall is not None and stall.cause == cause))
+            retries.add_metric([cause], self._status.retries[cause])
+        yield stalled
+        yield retries
 
     def _lag(self) -> GaugeMetricFamily:
         """Events not yet read, per assigned input partition (Kafka high watermark − next offset)."""
@@ -118,9 +131,9 @@ class _UseCaseCollector(Collector):
 class Metrics:
     """The worker's metrics; one instance per worker."""
 
-    def __init__(self, table: VectorTable, outcomes: Outcomes, app: faust.App) -> None:
+    def __init__(self, table: VectorTable, status: IngestStatus, app: faust.App) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_StateCollector(table, outcomes, app))
+        self.registry.register(_StateCollector(table, status, app))
         self._query_seconds = Histogram("streamvec_query_seconds", "Search latency at the coordinating worker",
                                         ["endpoint"], buckets=_QUERY_BUCKETS, registry=self.registry)
         self._stage_seconds = Histogram("streamvec_query_stage_seconds", "Search latency by stage",

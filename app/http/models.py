@@ -19,6 +19,7 @@ MAX_QUERY_TEXT = 10_000
 # percent-encoded UTF-8 (up to 12 bytes each); longer queries go by POST.
 MAX_QUERY_PARAM = 500
 MAX_ID = 512
+MAX_IDS = 1000
 
 
 class _Request(BaseModel):
@@ -73,6 +74,12 @@ class BatchSearchBody(_Request):
     queries: list[SearchBody] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+class DocumentsBody(_Request):
+    """Several documents by id, looked up with one fan-out to the workers."""
+
+    ids: list[str] = Field(min_length=1, max_length=MAX_IDS, description="Document ids, each 1–512 characters.")
+
+
 class Hit(BaseModel):
     id: str
     score: float = Field(description="Cosine similarity, 1 = same direction.")
@@ -120,11 +127,20 @@ class Recommendations(Coverage):
     took_ms: float
 
 
-class Document(Coverage):
+class StoredDocument(BaseModel):
     id: str
     metadata: dict[str, Any]
     version: int | None
     ts: float | None
+    text: str | None = Field(None, description="The indexed text, when it is stored (STREAMVEC_STORE_TEXT).")
+
+
+class Document(StoredDocument, Coverage):
+    pass
+
+
+class Documents(Coverage):
+    documents: list[StoredDocument | None] = Field(description="In request order; null for an id not stored.")
 
 
 class Error(BaseModel):
@@ -142,6 +158,9 @@ class Readiness(BaseModel):
     recovered: bool
     indexes_built: bool
     rebalancing: bool
+    ingest: dict[str, Any] = Field(description='{"flowing": true}, or while a batch is retried after a failure '
+                                   'no event caused: {"flowing": false, "cause": "model"|"broker"|"store"|'
+                                   '"observer"|"internal", "error", "since", "attempts"}.')
     watchlist_loaded: bool
 
 

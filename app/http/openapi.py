@@ -16,8 +16,8 @@ from app.http.auth import API_KEY_HEADER
 _REF = "#/components/schemas/{model}"
 _MODELS: tuple[type[BaseModel], ...] = (
     models.SearchBody, models.BatchSearchBody, models.SearchResponse, models.BatchSearchResponse,
-    models.Document, models.Error, models.Health, models.Readiness, models.Stats, models.WatchlistCheckBody,
-    models.WatchlistCheckResponse, models.Recommendations)
+    models.Document, models.DocumentsBody, models.Documents, models.Error, models.Health, models.Readiness,
+    models.Stats, models.WatchlistCheckBody, models.WatchlistCheckResponse, models.Recommendations)
 
 
 def build_openapi(dim: int, protected: bool) -> dict[str, Any]:
@@ -52,10 +52,15 @@ def build_openapi(dim: int, protected: bool) -> dict[str, Any]:
                 "Several searches answered with one fan-out", auth, body="BatchSearchBody",
                 answers={"200": _response("One result list per query", "BatchSearchResponse"), **search_answers})},
             "/documents/{id}": {"get": _operation(
-                "One document's metadata, version and timestamp", auth,
+                "One document's metadata, version, timestamp and text", auth,
                 parameters=[{"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}],
                 answers={"200": _response("The document", "Document"), "404": _response("Not stored", "Error"),
                          "503": _response("Not found, and some partitions did not answer", "Error"), **auth})},
+            "/documents/batch": {"post": _operation(
+                "Several documents by id (up to 1,000)", auth, body="DocumentsBody",
+                answers={"200": _response("The documents, null where an id is not stored", "Documents"),
+                         "400": error, "413": _response("The body is larger than the server accepts", "Error"),
+                         **auth})},
             "/watchlist/check": {"post": _operation(
                 "Which watchlist patterns a text or vector matches now (this worker's copy of the watchlist)", auth,
                 body="WatchlistCheckBody", answers={"200": _response("Matching patterns, best first",

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from app.http.models import MAX_EF, MAX_ID, MAX_K, MAX_QUERY_PARAM, BatchSearchBody, SearchBody, WatchlistCheckBody
+from app.http.models import (MAX_EF, MAX_ID, MAX_K, MAX_QUERY_PARAM, BatchSearchBody, DocumentsBody, SearchBody,
+                             WatchlistCheckBody)
 from index.exceptions import StreamvecError, VectorError
 from index.filters import FilterError, Predicate, compile_filter
 from index.vectors import unit_vector
@@ -57,6 +58,11 @@ def parse_batch(body: bytes, dim: int) -> list[SearchRequest]:
         except RequestError as exc:
             raise RequestError(f"queries[{position}]: {exc}") from None
     return requests
+
+
+def parse_ids(body: bytes) -> list[str]:
+    """A ``POST /documents/batch`` body: the ids, in request order."""
+    return list(_validated(DocumentsBody, body).ids)
 
 
 def parse_watchlist_check(body: bytes, dim: int) -> tuple[str | None, np.ndarray | None]:

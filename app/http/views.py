@@ -25,11 +25,12 @@ from app.http import wire
 from app.http.auth import ClusterSecret, auth_middleware
 from app.http.fanout import Answer, FanOut
 from app.http.openapi import build_openapi
-from app.http.requests import (RequestError, SearchRequest, parse_batch, parse_filter, parse_search,
+from app.http.requests import (RequestError, SearchRequest, parse_batch, parse_filter, parse_ids, parse_search,
                                parse_watchlist_check, query_params, recommendation_params)
 from index import health
 from index.partition import Hit
 from index.profiles import decode_profile
+from index.progress import OUTCOMES
 from tables.vectors import LocalResult, merge_hits
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ def register_views(parts: Streamvec) -> None:
     routes.add_get("/search", api.search_get)
     routes.add_post("/search/batch", api.search_batch)
     routes.add_get("/documents/{id}", api.document)
+    routes.add_post("/documents/batch", api.documents)
     routes.add_get("/health", api.health)
     routes.add_get("/ready", api.ready)
     routes.add_get("/stats", api.stats)
@@ -116,11 +118,15 @@ class Api:
 
     async def document(self, request: web.Request) -> web.Response:
         doc_id = request.match_info["id"]
-        document, coverage = await self._find_document(doc_id)
-        if document is None:
+        found, coverage = await self._find_documents([doc_id], vectors=False)
+        if doc_id not in found:
             return _not_found(doc_id, coverage)
-        document.pop("vector")
-        return web.json_response({**document, **coverage})
+        return web.json_response({**found[doc_id], **coverage})
+
+    async def documents(self, request: web.Request) -> web.Response:
+        ids = parse_ids(await request.read())
+        found, coverage = await self._find_documents(ids, vectors=False)
+        return web.json_response({"documents": [found.get(doc_id) for doc_id in ids], **coverage})
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -182,7 +188,8 @@ class Api:
         return web.Response(body=_encode_local(result), content_type=wire.CONTENT_TYPE)
 
     async def internal_document(self, request: web.Request) -> web.Response:
-        return web.json_response(self._local_document(str((await request.json())["id"])))
+        body = await request.json()
+        return web.json_response(self._local_documents([str(doc_id) for doc_id in body["ids"]], bool(body["vectors"])))
 
     async def internal_stats(self, request: web.Request) -> web.Response:
         return web.json_response(await self._local_stats())
@@ -236,28 +243,36 @@ class Api:
         if query.text is not None:
             return await self.parts.embedding.embed_query(query.text)
         assert query.id is not None
-        document, coverage = await self._find_document(query.id)
-        if document is None:
+        found, coverage = await self._find_documents([query.id], vectors=True)
+        if query.id not in found:
             raise RequestError(_not_found_message(query.id, coverage), status=503 if coverage["partial"] else 404)
-        return np.asarray(document["vector"], dtype=np.float32)
+        return np.asarray(found[query.id]["vector"], dtype=np.float32)
 
     # ---- documents and stats --------------------------------------------------------
 
-    async def _find_document(self, doc_id: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    async def _find_documents(self, ids: list[str], vectors: bool) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        """The stored documents among ``ids``, by id (with their vectors if asked), and the coverage."""
         async def local() -> dict[str, Any]:
-            return self._local_document(doc_id)
-        answers = await self.fanout.ask("/internal/document", json.dumps({"id": doc_id}).encode(),
+            return self._local_documents(ids, vectors)
+        answers = await self.fanout.ask("/internal/document", json.dumps({"ids": ids, "vectors": vectors}).encode(),
                                         "application/json", local, json.loads)
-        found = next((a.body["document"] for a in answers if a.body and a.body["document"]), None)
+        found: dict[str, dict[str, Any]] = {}
+        for answer in answers:
+            if answer.body:
+                found.update(answer.body["documents"])
         return found, self._coverage(answers)
 
-    def _local_document(self, doc_id: str) -> dict[str, Any]:
-        record = self.parts.table.record(doc_id)
-        document = None if record is None else {
-            "id": doc_id, "metadata": record.metadata, "version": record.version, "ts": record.ts,
-            "vector": record.vector.tolist(),
-        }
-        return {"document": document, "partitions": sorted(self.parts.table.counts())}
+    def _local_documents(self, ids: list[str], vectors: bool) -> dict[str, Any]:
+        """The stored documents among ``ids`` in the partitions this worker serves."""
+        documents = {}
+        for doc_id in dict.fromkeys(ids):
+            record = self.parts.table.record(doc_id)
+            if record is not None:
+                documents[doc_id] = {"id": doc_id, "metadata": record.metadata, "version": record.version,
+                                     "ts": record.ts, "text": record.text}
+                if vectors:
+                    documents[doc_id]["vector"] = record.vector.tolist()
+        return {"documents": documents, "partitions": sorted(self.parts.table.counts())}
 
     async def _local_profile(self, user: str) -> dict[str, Any]:
         """The user's profile if a partition this worker serves holds it; ``partitions``: the
@@ -274,46 +289,52 @@ class Api:
         counts = self.parts.table.counts()
         uses = self.parts.uses
         return {"partitions": sorted(counts), "documents": {str(p): n for p, n in counts.items()},
-                "outcomes": self.parts.outcomes.snapshot(), "query_cache": self.parts.embedding.cache_stats(),
+                "outcomes": _outcome_report(self.parts.table.outcomes(), self.parts.status.embeddings_reused),
+                "query_cache": self.parts.embedding.cache_stats(),
                 "alerts": uses.analysis.counts.snapshot(),
                 "watchlist": {"patterns": len(uses.watchlist), "loaded": uses.reader.loaded.is_set()},
                 "health": uses.health.snapshot(counts),
                 "pid": os.getpid(), "started": _STARTED, **self._readiness()}
 
     def _merge_stats(self, answers: list[Answer[dict[str, Any]]]) -> dict[str, Any]:
-        """Sum the workers' reports; a partition's outcomes may come from several workers
-        (it moved), its document count from the one serving it now."""
-        per_partition: dict[str, dict[str, Any]] = defaultdict(dict)
-        totals: dict[str, Any] = {}
-        reasons: dict[str, Any] = {}
-        alerts: dict[str, Any] = {"by_kind": {}, "by_label": {}}
-        partition_health: dict[str, Any] = {}
-        watchlists = []
+        """Put the workers' reports together: each partition's outcomes (kept in the changelog,
+        counted since the app id's first event) and documents from the worker serving it; a
+        partition two workers report while it moves counts once."""
+        per_partition: dict[str, dict[str, Any]] = {}
         for answer in answers:
             if not answer.body:
                 continue
-            outcomes = answer.body["outcomes"]
-            _add_counts(totals, outcomes["total"])
-            _add_counts(reasons, outcomes.get("dead_letter_reasons", {}))
-            _add_counts(alerts, answer.body["alerts"])
-            partition_health.update(answer.body["health"])
-            watchlists.append(answer.body["watchlist"])
-            for partition, counts in outcomes["partitions"].items():
-                _add_counts(per_partition[partition], counts)
-            for partition, documents in answer.body["documents"].items():
-                per_partition[partition]["documents"] = documents
-        return {
+            for partition, counts in answer.body["outcomes"]["partitions"].items():
+                per_partition.setdefault(partition, {**counts, "documents": answer.body["documents"].get(partition, 0)})
+        totals: dict[str, Any] = {}
+        reasons: dict[str, Any] = {}
+        for counts in per_partition.values():
+            _add_counts(totals, {name: n for name, n in counts.items() if name in OUTCOMES})
+            _add_counts(reasons, counts["dead_letter_reasons"])
+        return {**self._merge_use_cases([a.body for a in answers if a.body]),
             "documents": sum(p.get("documents", 0) for p in per_partition.values()),
-            "outcomes": totals, "dead_letter_reasons": reasons, "alerts": alerts,
-            "watchlist": {"patterns": min((w["patterns"] for w in watchlists), default=0),
-                          "loaded": bool(watchlists) and all(w["loaded"] for w in watchlists)},
-            "health": {"partitions": dict(sorted(partition_health.items(), key=lambda item: int(item[0]))),
-                       "last": health.combine(partition_health, "last"),
-                       "current": health.combine(partition_health, "current")},
+            "outcomes": totals, "dead_letter_reasons": reasons,
             "per_partition": dict(sorted(per_partition.items(), key=lambda item: int(item[0]))),
             **self._coverage(answers),
             "workers": {a.url: a.body if a.body else {"error": a.error} for a in answers},
         }
+
+    @staticmethod
+    def _merge_use_cases(reports: list[dict[str, Any]]) -> dict[str, Any]:
+        """Alerts summed; the watchlist as the worker that holds least of it; health per partition
+        from the worker reporting it (the one serving it), and for the group."""
+        alerts: dict[str, Any] = {"by_kind": {}, "by_label": {}}
+        partition_health: dict[str, Any] = {}
+        for report in reports:
+            _add_counts(alerts, report["alerts"])
+            partition_health.update(report["health"])
+        watchlists = [report["watchlist"] for report in reports]
+        return {"alerts": alerts,
+                "watchlist": {"patterns": min((w["patterns"] for w in watchlists), default=0),
+                              "loaded": bool(watchlists) and all(w["loaded"] for w in watchlists)},
+                "health": {"partitions": dict(sorted(partition_health.items(), key=lambda item: int(item[0]))),
+                           "last": health.combine(partition_health, "last"),
+                           "current": health.combine(partition_health, "current")}}
 
     def _coverage(self, answers: list[Answer[Any]]) -> dict[str, Any]:
         """Which partitions answered; any missing one makes the answer partial."""
@@ -325,10 +346,22 @@ class Api:
         app = self.parts.app
         recovered = app.tables.recovery.completed.is_set()
         indexes_built = self.parts.table.store.ready
+        ingest = self.parts.status.report()
         watchlist_loaded = self.parts.uses.reader.loaded.is_set()
-        return {"ready": recovered and indexes_built and watchlist_loaded and not app.rebalancing,
+        return {"ready": recovered and indexes_built and watchlist_loaded and not app.rebalancing and ingest["flowing"],
                 "recovered": recovered, "indexes_built": indexes_built, "rebalancing": app.rebalancing,
-                "watchlist_loaded": watchlist_loaded}
+                "ingest": ingest, "watchlist_loaded": watchlist_loaded}
+
+
+def _outcome_report(per_partition: Mapping[int, dict[str, Any]], embeddings_reused: int) -> dict[str, Any]:
+    """A worker's outcome counts: per partition it serves, in total, and dead letters by reason."""
+    total: dict[str, Any] = {name: 0 for name in OUTCOMES}
+    reasons: dict[str, Any] = {}
+    for counts in per_partition.values():
+        _add_counts(total, {name: counts[name] for name in OUTCOMES})
+        _add_counts(reasons, counts["dead_letter_reasons"])
+    return {"total": total, "dead_letter_reasons": reasons, "embeddings_reused": embeddings_reused,
+            "partitions": {str(p): counts for p, counts in per_partition.items()}}
 
 
 def _partitions(body: LocalResult | Mapping[str, Any]) -> list[int]:

@@ -133,10 +133,11 @@ class Model:
                 and event.version <= prior.version:
             return "stale"
         if isinstance(event, Delete):
-            if event.version is None:
-                self.docs.pop(event.id, None)
-            else:  # a versioned delete is remembered, so that an older upsert cannot bring the document back
-                self.docs[event.id] = Doc(live=False, version=event.version)
+            # Versions only grow: a delete is remembered with its version, or the stored one when it
+            # has none, so that an older upsert cannot bring the document back.
+            version = event.version if event.version is not None else (prior.version if prior else None)
+            if prior is not None or version is not None:
+                self.docs[event.id] = Doc(live=False, version=version)
             return "deleted"
         text = None if event.text is None else event.text[:MAX_TEXT_CHARS]
         look = None if event.vector_seed is None else ("vector", event.id, event.vector_seed)

@@ -25,7 +25,7 @@ def test_tansu_produce_index_search(tansu: str, tmp_path: Path) -> None:
     app_id = f"tansu{uuid.uuid4().hex[:6]}"
     env = {"STREAMVEC_BROKER": tansu, "STREAMVEC_APP_ID": app_id, "STREAMVEC_PARTITIONS": "4",
            "STREAMVEC_SESSION_TIMEOUT": "6", "STREAMVEC_REBALANCE_TIMEOUT": "10",
-           "STREAMVEC_MODEL_CACHE": str(tmp_path / "models")}
+           "STREAMVEC_MODEL_CACHE": str(tmp_path / "models"), "STREAMVEC_IDEMPOTENT_PRODUCER": "false"}
     workers = [Worker("t1", env, tmp_path / "t1").start(),
                Worker("t2", env, tmp_path / "t2", command=FAUST_WORKER).start()]
     try:

@@ -1,7 +1,7 @@
-"""The ingest agent's batch logic on fakes of its seams (table, model, dead-letter topic).
+"""The ingest agent's batch logic on fakes of its seams (table, model, producer).
 
-The real table, model and broker are exercised by tests/integration/test_dead_letters.py;
-here each rule is pinned down with events built to hit it.
+The real table, model and broker are exercised by the integration and fault suites; here
+each rule is pinned down with events built to hit it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import asyncio
 import hashlib
 import json
 import time
+from collections import Counter, defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -18,16 +20,28 @@ from typing import Any
 import faust
 import numpy as np
 import pytest
+from aiokafka.structs import RecordMetadata
 
-from agents.deadletters import DeadLetterSink
-from agents.ingest import IngestProcessor, ModelUnavailable, register_ingest
-from agents.outcomes import OUTCOMES, Outcomes
-from index import codec
+import agents.ingest as ingest
+from agents.ingest import IngestProcessor, Options, register_ingest
+from agents.observers import DeletedDocument, IndexedDocument
+from agents.status import IngestStatus
+from index import codec, progress
 from index.embedder import TextEmbeddings
 from index.events import Event, Limits, parse_event
+from index.progress import OUTCOMES, Progress
+from tables.producer import BrokerUnavailable, Outgoing
 
 DIM = 4
 EVENTS = "app-events"
+CHANGELOG = "app-vectors-changelog"
+DEAD = "app-dead-letters"
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "_BACKOFF_FIRST", 0.01)
+    monkeypatch.setattr(ingest, "_BACKOFF_MAX", 0.02)
 
 
 @dataclass
@@ -46,25 +60,61 @@ class Source:
     message: Message
 
 
-class Store:
-    async def synced(self) -> None:
-        await asyncio.sleep(0)
+class Table:
+    """The vectors table as the agent uses it: RocksDB per partition, and what reached the changelog."""
 
+    changelog_topic_name = CHANGELOG
 
-class Table(dict[bytes, bytes]):
-    """The vectors table as the agent uses it; counts writes and can refuse some ids."""
+    def __init__(self, changelog: list[Outgoing]) -> None:
+        self.data: defaultdict[int, dict[bytes, bytes]] = defaultdict(dict)
+        self.changelog = changelog  # what the fake producer acknowledged
+        self.fail_commits = 0
 
-    def __init__(self, refuse: frozenset[bytes] = frozenset()) -> None:
-        super().__init__()
-        self.store = Store()
-        self.writes = 0
-        self.refuse = refuse
+    def record_in(self, partition: int, doc_id: str) -> codec.Record | None:
+        data = self.data[partition].get(doc_id.encode())
+        return None if data is None else codec.decode(data)
 
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        if key in self.refuse:
+    def progress(self, partition: int) -> Progress:
+        return progress.decode(self.data[partition].get(progress.KEY))
+
+    def commit(self, partition: int, writes: Sequence[tuple[bytes, bytes]], changelog_offset: int) -> Future[None]:
+        acknowledged = {(r.partition, r.key, r.value) for r in self.changelog if r.topic == CHANGELOG}
+        assert all((partition, key, value) in acknowledged for key, value in writes), \
+            "a record reached the local store before the changelog acknowledged it"
+        if self.fail_commits:
+            self.fail_commits -= 1
             raise OSError("disk full")
-        self.writes += 1
-        super().__setitem__(key, value)
+        self.data[partition].update(writes)
+        job: Future[None] = Future()
+        job.set_result(None)
+        return job
+
+
+class Producer:
+    """Acknowledges every record (offsets per topic partition), or fails the next ``fail`` sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[Outgoing] = []
+        self.offsets: Counter[tuple[str, int | None]] = Counter()
+        self.fail = 0
+
+    async def send_all(self, records: Sequence[Outgoing]) -> list[RecordMetadata]:
+        if self.fail:
+            self.fail -= 1
+            raise BrokerUnavailable("Kafka did not acknowledge: broker gone")
+        acks = []
+        for record in records:
+            where = (record.topic, record.partition)
+            acks.append(RecordMetadata(record.topic, record.partition or 0, None, self.offsets[where], 0, 0, None))
+            self.offsets[where] += 1
+        self.sent += records
+        return acks
+
+    def letters(self) -> list[Outgoing]:
+        return [record for record in self.sent if record.topic == DEAD]
+
+    def documents(self) -> list[Outgoing]:
+        return [record for record in self.sent if record.topic == CHANGELOG and record.key != progress.KEY]
 
 
 class Model:
@@ -72,8 +122,9 @@ class Model:
 
     dim = DIM
 
-    def __init__(self, broken: bool = False) -> None:
+    def __init__(self, broken: bool = False, model_id: str = "model-a") -> None:
         self.broken = broken
+        self.model_id = model_id
         self.calls: list[list[str]] = []
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -88,102 +139,150 @@ class Model:
         return TextEmbeddings(vectors, np.full(len(texts), 2.0, np.float32), np.array(["long" in t for t in texts]))
 
 
-class Topic:
-    """A dead-letter topic whose acks succeed, or fail when ``fail`` is set."""
+class Positions:
+    """Topics begin at offset 0; rewinds are remembered."""
 
-    def __init__(self, fail: bool = False) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.declared = 0
-        self.fail = fail
+    def __init__(self) -> None:
+        self.rewinds: list[tuple[str, int, int]] = []
 
-    async def send(self, *, key: Any = None, value: Any = None, headers: Any = None) -> asyncio.Future[None]:
-        self.sent.append({"key": key, "value": value, "headers": dict(headers)})
-        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {where: 0 for where in partitions}
+
+    async def rewind(self, topic: str, partition: int, offset: int) -> None:
+        self.rewinds.append((topic, partition, offset))
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.batches: list[tuple[list[IndexedDocument], list[DeletedDocument]]] = []
+        self.fail = 0
+
+    async def on_batch(self, indexed: Sequence[IndexedDocument], deleted: Sequence[DeletedDocument]) -> None:
         if self.fail:
-            ack.set_exception(ConnectionError("broker gone"))
-        else:
-            ack.set_result(None)
-        return ack
-
-    async def maybe_declare(self) -> None:
-        self.declared += 1
+            self.fail -= 1
+            raise ConnectionError("alerts topic refused")
+        self.batches.append((list(indexed), list(deleted)))
 
 
 @dataclass
 class Rig:
-    table: Table = field(default_factory=Table)
     model: Model = field(default_factory=Model)
-    topic: Topic = field(default_factory=Topic)
-    outcomes: Outcomes = field(default_factory=Outcomes)
+    producer: Producer = field(default_factory=Producer)
+    options: Options = field(default_factory=lambda: Options(limits=Limits(max_text_chars=1000)))
+    status: IngestStatus = field(default_factory=IngestStatus)
+    observer: Observer = field(default_factory=Observer)
+    positions: Positions = field(default_factory=Positions)
     searchable: list[tuple[str, list[float]]] = field(default_factory=list)
-    offset: int = 0
+    may_retry: bool = True
+    offsets: Counter[tuple[str, int]] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
+        self.table = Table(self.producer.sent)
         self.processor = IngestProcessor(
-            self.table, self.model, self.outcomes, parsers={EVENTS: partial(parse_event, dim=DIM)},
-            limits=Limits(max_text_chars=1000), dead_letters=DeadLetterSink(self.topic),
-            on_searchable=lambda kind, seconds: self.searchable.append((kind, list(seconds))))
+            self.table, self.model, self.producer, self.positions, self.status,
+            parsers={EVENTS: partial(parse_event, dim=DIM)},
+            dead_letter_topic=DEAD, options=self.options, observers=[self.observer],
+            on_searchable=lambda kind, seconds: self.searchable.append((kind, list(seconds))),
+            may_retry=lambda: self.may_retry)
 
     def source(self, key: bytes | None, value: bytes | None, partition: int = 0, **fields: Any) -> Source:
-        self.offset += 1
-        return Source(Message(key, value, partition=partition, offset=self.offset, **fields))
+        where = (fields.get("topic", EVENTS), partition)
+        offset = self.offsets[where]
+        self.offsets[where] += 1
+        return Source(Message(key, value, partition=partition, offset=offset, **fields))
 
     def event(self, body: dict[str, Any], partition: int = 0, **fields: Any) -> Source:
         return self.source(str(body["id"]).encode(), json.dumps(body).encode(), partition, **fields)
 
-    def run(self, *batch: Source) -> None:
-        async def process() -> None:
-            await self.processor.process(list(batch))
-            await self.processor._index_sync  # the index has taken the batch's writes (and reported)
-        asyncio.run(process())
+    def run(self, *batch: Source) -> bool:
+        return asyncio.run(self.processor.process(list(batch)))
 
-    def stored(self, doc_id: str) -> codec.Record | None:
-        data = self.table.get(doc_id.encode())
-        return None if data is None else codec.decode(data)
+    def stored(self, doc_id: str, partition: int = 0) -> codec.Record | None:
+        return self.table.record_in(partition, doc_id)
 
     def total(self) -> dict[str, int]:
-        return self.outcomes.snapshot()["total"]  # type: ignore[no-any-return]
+        counts: Counter[str] = Counter()
+        for partition in list(self.table.data):
+            counts.update(self.table.progress(partition).outcomes)
+        return {name: counts[name] for name in OUTCOMES}
+
+
+def _headers(record: Outgoing) -> dict[str, bytes]:
+    return dict(record.headers)
 
 
 def test_a_bad_event_is_dead_lettered_with_its_original_bytes_and_why_and_where() -> None:
     rig = Rig()
     good = rig.event({"id": "d1", "text": "a cat"}, partition=2)
     not_json = rig.source(b"d2", b"\xffnot json", partition=5, headers=[("trace", b"t-1")])
-    rig.run(good, not_json)
+    assert rig.run(good, not_json)
 
-    assert rig.stored("d1") is not None and rig.stored("d2") is None
-    [letter] = rig.topic.sent
-    assert (letter["key"], letter["value"]) == (b"d2", b"\xffnot json")
-    headers = letter["headers"]
+    assert rig.stored("d1", partition=2) is not None and rig.stored("d2", partition=5) is None
+    [letter] = rig.producer.letters()
+    assert (letter.key, letter.value) == (b"d2", b"\xffnot json")
+    headers = _headers(letter)
     assert headers["streamvec-reason"] == b"bad_json" and b"not UTF-8 JSON" in headers["streamvec-error"]
     assert (headers["streamvec-topic"], headers["streamvec-partition"], headers["streamvec-offset"]) == \
         (EVENTS.encode(), b"5", str(not_json.message.offset).encode())
     assert headers["trace"] == b"t-1"  # the record's own headers come along
-    snapshot = rig.outcomes.snapshot()
-    assert snapshot["total"]["dead_lettered"] == 1 and snapshot["dead_letter_reasons"] == {"bad_json": 1}
-    assert snapshot["partitions"]["5"]["dead_letter_reasons"] == {"bad_json": 1}
+    counts = rig.table.progress(5)
+    assert counts.outcomes["dead_lettered"] == 1 and counts.reasons == {"bad_json": 1}
+
+
+def test_a_lone_surrogate_dead_letters_its_event_alone_and_the_rest_of_the_batch_is_indexed() -> None:
+    """The case of issue 9: valid JSON that UTF-8 cannot hold once crashed the agent and lost its batch."""
+    rig = Rig()
+    batch = [rig.event({"id": f"g{n}", "text": f"good text {n}"}) for n in range(5)]
+    batch.insert(2, rig.source(b"s01", b'{"id": "s01", "text": "broken \\ud800 surrogate"}'))
+    batch.append(rig.source(b"s02", b'{"id": "s02", "text": "ok", "metadata": {"k": "\\udc00"}}'))
+    batch.append(rig.source(None, b'{"id": "s\\ud83d", "text": "ok"}'))
+    assert rig.run(*batch)
+    assert [_headers(letter)["streamvec-reason"] for letter in rig.producer.letters()] == [b"bad_text"] * 3
+    assert all(rig.stored(f"g{n}") is not None for n in range(5))
+    assert rig.total() == {"indexed": 5, "deleted": 0, "stale": 0, "unchanged": 0, "dead_lettered": 3}
 
 
 def test_a_record_with_neither_key_nor_value_is_kept_with_an_empty_value() -> None:
     rig = Rig()
     rig.run(rig.source(None, None))  # the producer client cannot write null/null back
-    [letter] = rig.topic.sent
-    assert (letter["key"], letter["value"], letter["headers"]["streamvec-reason"]) == (None, b"", b"missing_key")
+    [letter] = rig.producer.letters()
+    assert (letter.key, letter.value, _headers(letter)["streamvec-reason"]) == (None, b"", b"missing_key")
 
 
-def test_the_dead_letter_topic_is_declared_once() -> None:
+def test_an_event_whose_parser_raises_unexpectedly_is_dead_lettered_alone() -> None:
     rig = Rig()
-    asyncio.run(rig.processor.dead_letters.declare())
-    rig.run(rig.source(b"x", b"nope"), rig.source(b"y", b"nope"))
-    rig.run(rig.source(b"z", b"nope"))
-    assert rig.topic.declared == 1 and len(rig.topic.sent) == 3
+
+    def broken(key: bytes | None, value: bytes | None) -> Event:
+        raise KeyError("a bug in a parser")
+    rig.processor.parsers = {**rig.processor.parsers, "odd": broken}
+    assert rig.run(rig.event({"id": "a", "text": "fine"}), rig.source(b"b", b"{}", topic="odd"))
+    assert [_headers(letter)["streamvec-reason"] for letter in rig.producer.letters()] == [b"processing_failed"]
+    assert rig.stored("a") is not None
 
 
-def test_a_dead_letter_send_the_broker_does_not_acknowledge_fails_the_batch() -> None:
-    rig = Rig(topic=Topic(fail=True))
-    with pytest.raises(ConnectionError):
-        rig.run(rig.source(b"x", b"nope"))
-    assert rig.total()["dead_lettered"] == 0  # not counted: the batch will be consumed again
+def test_when_the_broker_does_not_acknowledge_nothing_is_stored_or_counted_until_a_retry_goes_through() -> None:
+    rig = Rig()
+    rig.producer.fail = 2
+    assert rig.run(rig.source(b"x", b"nope"), rig.event({"id": "y", "text": "fine"}))
+    assert rig.status.retries["broker"] == 2 and rig.status.stall is None
+    assert len(rig.producer.letters()) == 1 and rig.total()["dead_lettered"] == 1 and rig.total()["indexed"] == 1
+
+
+def test_while_a_batch_is_retried_the_status_says_why() -> None:
+    rig = Rig()
+    rig.producer.fail = 10**6
+    seen: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(rig.processor.process([rig.event({"id": "y", "text": "fine"})]))
+        await asyncio.sleep(0.2)
+        seen.append(rig.status.report())
+        rig.producer.fail = 0
+        assert await task
+        seen.append(rig.status.report())
+    asyncio.run(main())
+    assert seen[0]["flowing"] is False and seen[0]["cause"] == "broker" and "broker gone" in seen[0]["error"]
+    assert seen[1] == {"flowing": True}
 
 
 def test_each_topic_is_read_by_its_own_parser() -> None:
@@ -194,12 +293,14 @@ def test_each_topic_is_read_by_its_own_parser() -> None:
     rig.run(rig.event({"id": "d1", "text": "from the events topic"}),
             rig.source(b"p1", b"from a plain-text topic", topic="plain"))
     assert rig.stored("d1") is not None and rig.stored("p1") is not None
+    assert rig.table.progress(0).next == {EVENTS: 1, "plain": 1}
 
 
 def test_an_agent_over_a_topic_without_a_parser_is_refused_at_declaration() -> None:
     app = faust.App("parsers-test", broker="kafka://127.0.0.1:1")
     with pytest.raises(ValueError, match="no parser for topic"):
-        register_ingest(app, app.topic(EVENTS, "unparsed"), Rig().processor, batch_size=8, batch_wait=0.1)
+        register_ingest(app, app.topic(EVENTS, "unparsed"), Rig().processor, app.topic(DEAD),
+                        batch_size=8, batch_wait=0.1)
 
 
 def test_an_upsert_identical_to_the_stored_record_is_unchanged_and_not_rewritten() -> None:
@@ -207,15 +308,36 @@ def test_an_upsert_identical_to_the_stored_record_is_unchanged_and_not_rewritten
     vector = [0.5, 0.5, 0.5, 0.5]
     rig.run(rig.event({"id": "t", "text": "a cat", "metadata": {"a": 1}, "ts": 1.0}),
             rig.event({"id": "v", "vector": vector, "text": "own vector"}))
-    writes = rig.table.writes
+    writes = len(rig.producer.documents())
     rig.run(rig.event({"id": "t", "text": "a cat", "metadata": {"a": 1}, "ts": 2.0}),  # only ts differs
-            rig.event({"id": "v", "vector": vector, "text": "own vector"}),
-            rig.event({"id": "v", "text": "own vector"}))  # would reuse the stored vector: same record
-    assert rig.table.writes == writes and rig.total()["unchanged"] == 3
+            rig.event({"id": "v", "vector": vector, "text": "own vector"}))
+    assert len(rig.producer.documents()) == writes and rig.total()["unchanged"] == 2
 
     rig.run(rig.event({"id": "t", "text": "a cat", "metadata": {"a": 2}}),
             rig.event({"id": "v", "vector": [1, 0, 0, 0], "text": "own vector"}))
-    assert rig.table.writes == writes + 2 and rig.total()["indexed"] == 4
+    assert len(rig.producer.documents()) == writes + 2 and rig.total()["indexed"] == 4
+
+
+def test_a_text_whose_stored_vector_another_model_or_the_producer_made_is_embedded_again() -> None:
+    rig = Rig()
+    rig.run(rig.event({"id": "t", "text": "a cat"}), rig.event({"id": "v", "vector": [1, 0, 0, 0], "text": "a dog"}))
+    assert rig.model.calls == [["a cat"]]
+    rig.run(rig.event({"id": "v", "text": "a dog"}))  # the producer's vector is not the model's
+    assert rig.model.calls[-1] == ["a dog"] and rig.stored("v").model == "model-a"  # type: ignore[union-attr]
+
+    rig.model.model_id = "model-b"  # a new model: re-sent texts must not keep the old vectors
+    rig.run(rig.event({"id": "t", "text": "a cat"}))
+    assert rig.model.calls[-1] == ["a cat"] and rig.stored("t").model == "model-b"  # type: ignore[union-attr]
+    assert rig.total()["indexed"] == 4 and rig.total()["unchanged"] == 0
+
+
+def test_the_text_is_stored_unless_turned_off() -> None:
+    rig = Rig()
+    rig.run(rig.event({"id": "t", "text": "a cat"}))
+    assert rig.stored("t").text == "a cat"  # type: ignore[union-attr]
+    quiet = Rig(options=Options(store_text=False))
+    quiet.run(quiet.event({"id": "t", "text": "a cat"}))
+    assert quiet.stored("t").text is None and quiet.stored("t").text_hash is not None  # type: ignore[union-attr]
 
 
 def test_a_versioned_duplicate_is_stale_and_a_duplicate_in_one_batch_is_unchanged() -> None:
@@ -227,37 +349,117 @@ def test_a_versioned_duplicate_is_stale_and_a_duplicate_in_one_batch_is_unchange
     assert rig.model.calls == [["x"], ["y"]]
 
 
+def test_versions_only_grow_a_delete_without_version_keeps_the_stored_one() -> None:
+    rig = Rig()
+    rig.run(rig.event({"id": "d", "text": "x", "version": 5}))
+    rig.run(rig.source(b"d", None))  # a tombstone: no version of its own
+    tombstone = rig.stored("d")
+    assert tombstone is not None and tombstone.deleted and tombstone.version == 5
+    rig.run(rig.event({"id": "d", "text": "an older edit", "version": 4}))
+    assert rig.stored("d").deleted and rig.total()["stale"] == 1  # type: ignore[union-attr]
+    # every delete reaches the changelog as a record, never as Kafka's null tombstone
+    assert all(record.value is not None for record in rig.producer.sent if record.topic == CHANGELOG)
+
+
+def test_a_record_too_large_for_the_changelog_is_refused_before_the_model_runs() -> None:
+    rig = Rig(options=Options(max_record_bytes=200))
+    rig.run(rig.event({"id": "big", "text": "words " * 40}), rig.event({"id": "ok", "text": "fine"}))
+    assert [_headers(letter)["streamvec-reason"] for letter in rig.producer.letters()] == [b"record_too_large"]
+    assert rig.model.calls == [["fine"]]
+
+
 def test_a_batch_embedding_error_dead_letters_only_the_texts_that_fail_alone() -> None:
     rig = Rig()
     rig.run(rig.event({"id": "a", "text": "fine"}), rig.event({"id": "b", "text": "poison pill"}),
             rig.event({"id": "c", "text": "also fine"}))
     assert rig.stored("a") is not None and rig.stored("c") is not None and rig.stored("b") is None
-    assert [letter["key"] for letter in rig.topic.sent] == [b"b"]
-    assert rig.topic.sent[0]["headers"]["streamvec-reason"] == b"embed_failed"
+    assert [letter.key for letter in rig.producer.letters()] == [b"b"]
+    assert _headers(rig.producer.letters()[0])["streamvec-reason"] == b"embed_failed"
     assert (rig.total()["indexed"], rig.total()["dead_lettered"]) == (2, 1)
 
 
-def test_when_the_model_fails_on_every_text_the_batch_fails_instead_of_dead_lettering() -> None:
+def test_an_event_after_a_refused_one_of_the_same_id_is_judged_against_what_is_stored() -> None:
+    rig = Rig()
+    rig.run(rig.event({"id": "a", "text": "poison pill"}), rig.event({"id": "a", "text": "poison pill"}))
+    # the second copy is not "unchanged" against a write that never happened: it fails alone too
+    assert rig.total() == {"indexed": 0, "deleted": 0, "stale": 0, "unchanged": 0, "dead_lettered": 2}
+
+
+def test_when_the_model_fails_on_every_text_the_batch_waits_for_it_and_loses_nothing() -> None:
     rig = Rig(model=Model(broken=True))
-    with pytest.raises(ModelUnavailable, match="fails on every text"):
-        rig.run(rig.event({"id": "a", "text": "fine"}), rig.event({"id": "b", "text": "fine too"}))
-    assert rig.topic.sent == [] and sum(rig.total().values()) == 0
+
+    async def main() -> bool:
+        task = asyncio.create_task(rig.processor.process([rig.event({"id": "a", "text": "fine"}),
+                                                          rig.event({"id": "b", "text": "fine too"})]))
+        await asyncio.sleep(0.2)
+        assert rig.status.stall is not None and rig.status.stall.cause == "model"
+        assert rig.producer.sent == []  # nothing is dead-lettered for the model's fault
+        rig.model.broken = False
+        return await task
+    assert asyncio.run(main())
+    assert rig.total()["indexed"] == 2 and rig.producer.letters() == []
 
 
-def test_a_failed_table_write_dead_letters_that_event_only() -> None:
-    rig = Rig(table=Table(refuse=frozenset({b"bad"})))
-    rig.run(rig.event({"id": "bad", "text": "x"}), rig.event({"id": "good", "text": "y"}))
-    assert [letter["headers"]["streamvec-reason"] for letter in rig.topic.sent] == [b"write_failed"]
-    assert b"disk full" in rig.topic.sent[0]["headers"]["streamvec-error"]
-    assert rig.stored("good") is not None and rig.total()["indexed"] == 1
+def test_a_failed_local_write_is_retried_and_each_event_is_counted_once() -> None:
+    rig = Rig()
+    rig.table.fail_commits = 1  # the first partition's commit fails, the retry goes through
+    assert rig.run(rig.event({"id": "a", "text": "one"}, partition=0), rig.event({"id": "b", "text": "two"}, partition=1))
+    assert rig.status.retries["store"] == 1
+    assert rig.total()["indexed"] == 2 and rig.stored("a") is not None and rig.stored("b", partition=1) is not None
+
+
+def test_a_redelivered_batch_is_skipped_and_not_counted_again() -> None:
+    rig = Rig()
+    batch = [rig.event({"id": "a", "text": "one"}), rig.source(b"b", b"nope"), rig.event({"id": "c", "text": "x"})]
+    rig.run(*batch)
+    sent = len(rig.producer.sent)
+    rig.run(*batch)  # as after a crash before the offsets were committed
+    assert len(rig.producer.sent) == sent and rig.model.calls == [["one", "x"]]
+    assert rig.total() == {"indexed": 2, "deleted": 0, "stale": 0, "unchanged": 0, "dead_lettered": 1}
+
+
+def test_events_handed_over_out_of_order_or_twice_are_each_counted_once_and_holes_are_read_again() -> None:
+    rig = Rig()
+    events = [rig.event({"id": f"d{n}", "vector": [1, n + 1, 0, 0]}) for n in range(5)]
+    rig.run(events[0], events[1], events[3], events[3])  # 2 skipped by the consumer, 3 handed over twice
+    assert rig.total()["indexed"] == 3 and rig.positions.rewinds == [(EVENTS, 0, 2)]
+    rig.run(events[2], events[3], events[4])  # read again from the hole
+    assert rig.total()["indexed"] == 5 and rig.table.progress(0).next == {EVENTS: 5}
+    assert rig.table.progress(0).holes() == {}
+
+
+def test_without_versions_an_older_offset_of_the_same_id_is_stale() -> None:
+    rig = Rig()
+    older = rig.event({"id": "x", "vector": [1, 0, 0, 0], "metadata": {"n": 1}})
+    newer = rig.event({"id": "x", "vector": [0, 1, 0, 0], "metadata": {"n": 2}})
+    rig.run(newer)
+    rig.run(older)  # a consumer that seeks can hand it over after the newer one
+    assert rig.stored("x").metadata == {"n": 2} and rig.total()["stale"] == 1  # type: ignore[union-attr]
+
+
+def test_a_failing_observer_stalls_the_batch_and_sees_it_again() -> None:
+    rig = Rig()
+    rig.observer.fail = 1
+    assert rig.run(rig.event({"id": "a", "text": "one", "ts": 7.0}), rig.source(b"z", None))
+    [(indexed, deleted)] = rig.observer.batches
+    assert [(d.id, d.embedded, d.event_ts, d.text) for d in indexed] == [("a", True, 7.0, "one")]
+    assert [d.id for d in deleted] == ["z"] and rig.status.retries["observer"] == 1
+
+
+def test_a_stalled_batch_is_left_unacknowledged_when_a_rebalance_begins() -> None:
+    rig = Rig(may_retry=False)
+    rig.producer.fail = 1
+    assert rig.run(rig.event({"id": "a", "text": "one"})) is False
+    assert rig.total()["indexed"] == 0 and rig.stored("a") is None
 
 
 def test_every_consumed_event_ends_as_exactly_one_outcome() -> None:
     rig = Rig()
-    rig.run(rig.event({"id": "old", "text": "x", "version": 5}), rig.event({"id": "gone", "text": "y"}))
+    rig.run(rig.event({"id": "old", "text": "x", "version": 5}, partition=2),
+            rig.event({"id": "gone", "text": "y"}, partition=2))
     batch = [
         rig.event({"id": "new", "text": "fresh"}, partition=1),
-        rig.event({"id": "old", "text": "older", "version": 4}, partition=1),           # stale
+        rig.event({"id": "old", "text": "older", "version": 4}, partition=2),           # stale
         rig.event({"id": "old", "text": "x", "version": 6}, partition=2),               # indexed
         rig.event({"id": "gone", "text": "y"}, partition=2),                           # unchanged
         rig.source(b"gone", None, partition=2),                                       # deleted
@@ -267,12 +469,9 @@ def test_every_consumed_event_ends_as_exactly_one_outcome() -> None:
     ]
     before = sum(rig.total().values())
     rig.run(*batch)
-    snapshot = rig.outcomes.snapshot()
-    assert sum(snapshot["total"].values()) - before == len(batch)
-    assert snapshot["total"] == {"indexed": 4, "deleted": 1, "stale": 1, "unchanged": 1, "dead_lettered": 3}
-    assert snapshot["dead_letter_reasons"] == {"key_too_long": 1, "metadata_too_large": 1, "embed_failed": 1}
-    assert set(snapshot["partitions"]) == {"0", "1", "2", "3"}
-    assert all(set(counts) == {*OUTCOMES, "dead_letter_reasons"} for counts in snapshot["partitions"].values())
+    assert sum(rig.total().values()) - before == len(batch)
+    assert rig.total() == {"indexed": 4, "deleted": 1, "stale": 1, "unchanged": 1, "dead_lettered": 3}
+    assert rig.table.progress(3).reasons == {"key_too_long": 1, "metadata_too_large": 1, "embed_failed": 1}
 
 
 def test_searchable_latency_is_reported_per_kind_once_the_index_has_the_batch() -> None:
@@ -284,21 +483,15 @@ def test_searchable_latency_is_reported_per_kind_once_the_index_has_the_batch() 
             rig.source(b"t0", None, timestamp=produced),
             rig.source(b"bad", b"{", timestamp=produced))  # dead-lettered: never searchable
     kinds = {kind: seconds for kind, seconds in rig.searchable}
-    assert len(rig.searchable) == 2 and sorted(kinds) == ["text", "vector"]
+    assert sorted(kinds) == ["text", "vector"]
     assert len(kinds["text"]) == 2 and len(kinds["vector"]) == 2  # a delete waits for no model either
     assert all(2.0 <= seconds < 10.0 for values in kinds.values() for seconds in values)
 
 
 def test_observers_see_what_the_model_measured_of_each_embedded_text() -> None:
-    seen: list[Any] = []
-
-    class Observer:
-        async def on_batch(self, indexed: Sequence[Any], deleted: Sequence[Any]) -> None:
-            seen.extend(indexed)
-
     rig = Rig()
-    rig.processor.observers = (Observer(),)
-    rig.run(rig.event({"id": "short", "text": "a cat"}), rig.event({"id": "long", "text": "a long text"}),
-            rig.event({"id": "mine", "vector": [1, 0, 0, 0]}))
-    measured = {doc.id: (doc.embedded, doc.norm, doc.truncated) for doc in seen}
+    assert rig.run(rig.event({"id": "short", "text": "a cat"}), rig.event({"id": "long", "text": "a long text"}),
+                   rig.event({"id": "mine", "vector": [1, 0, 0, 0]}))
+    [(indexed, _)] = rig.observer.batches
+    measured = {doc.id: (doc.embedded, doc.norm, doc.truncated) for doc in indexed}
     assert measured == {"short": (True, 2.0, False), "long": (True, 2.0, True), "mine": (False, None, None)}

@@ -16,6 +16,7 @@ class CountingEmbedder:
     """A stand-in model that records every text it is asked to embed."""
 
     dim = 4
+    model_id = "counting-4"
 
     def __init__(self) -> None:
         self.seen: list[str] = []

@@ -1,0 +1,416 @@
+"""The fault suite's parts: what was produced and must show, a group of real workers, and the checks.
+
+Every case (tests/faults/test_*.py) produces events to a real Kafka, hurts the group while it
+ingests, and ends with the same checks, on the running group and then on a fresh worker with an
+empty data dir that rebuilt everything from the changelog alone:
+
+* the outcome counts reconcile: produced (the events topic's end offsets) = indexed + deleted +
+  stale + unchanged + dead_lettered, and dead_lettered = the invalid events produced;
+* every id shows its last version, deleted ids are absent (``POST /documents/batch``), and the
+  index agrees: a live document's own vector finds it first, a deleted one's never finds it;
+* no search answer holds an id twice;
+* no worker log says Faust restarted the ingest agent (``Crashed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from app.topics import bootstrap, ensure_topic
+from tests.cluster import Worker, http, wait_for
+
+PARTITIONS = 8
+DIM = 384
+FAULTY_WORKER = (sys.executable, "-m", "tests.faults.faulty_worker")
+Record = tuple[bytes | None, bytes | None]
+
+
+# ---- what was produced, and what must show ---------------------------------------------
+
+@dataclass
+class Expected:
+    version: int | None
+    live: bool
+    vector: list[float] | None  # the last upserted vector (also for a document deleted since)
+
+
+class Ledger:
+    """The events a case produces, and the state the group must end in."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.expect: dict[str, Expected] = {}
+        self.invalid = 0  # records that must end as dead letters
+        self._versions: dict[str, int] = {}
+
+    def vector_events(self, ids: Sequence[str], count: int, delete_share: float = 0.1) -> list[Record]:
+        """``count`` upserts and deletes over ``ids`` with rising versions: the last event of an id
+        decides its state, however often any of them is delivered."""
+        records: list[Record] = []
+        for _ in range(count):
+            doc_id = self.rng.choice(ids)
+            version = self._versions[doc_id] = self._versions.get(doc_id, 0) + 1
+            previous = self.expect.get(doc_id)
+            if previous is not None and previous.live and self.rng.random() < delete_share:
+                records.append(_keyed(doc_id, {"id": doc_id, "op": "delete", "version": version}))
+                self.expect[doc_id] = Expected(version, False, previous.vector)
+                continue
+            vector = vector_for(doc_id, version)
+            records.append(_keyed(doc_id, {"id": doc_id, "vector": vector, "version": version,
+                                           "metadata": {"v": version}}))
+            self.expect[doc_id] = Expected(version, True, vector)
+        return records
+
+    def upserts(self, ids: Sequence[str]) -> list[Record]:
+        """One upsert per id (a bulk load)."""
+        records = []
+        for doc_id in ids:
+            version = self._versions[doc_id] = self._versions.get(doc_id, 0) + 1
+            vector = vector_for(doc_id, version)
+            records.append(_keyed(doc_id, {"id": doc_id, "vector": vector, "version": version}))
+            self.expect[doc_id] = Expected(version, True, vector)
+        return records
+
+    def text_events(self, texts: Sequence[tuple[str, str]]) -> list[Record]:
+        """Text upserts without versions, embedded by the workers' model."""
+        for doc_id, _ in texts:
+            self.expect[doc_id] = Expected(None, True, None)
+        return [_keyed(doc_id, {"id": doc_id, "text": text}) for doc_id, text in texts]
+
+    def invalid_record(self, record: Record) -> Record:
+        self.invalid += 1
+        return record
+
+    def live(self) -> dict[str, Expected]:
+        return {doc_id: e for doc_id, e in self.expect.items() if e.live}
+
+
+def vector_for(doc_id: str, version: int) -> list[float]:
+    """A vector of its own for each (id, version): two never collide by chance."""
+    rng = np.random.default_rng([zlib.crc32(doc_id.encode()), version])
+    vector = rng.normal(size=DIM)
+    return [round(float(x), 6) for x in vector / np.linalg.norm(vector)]
+
+
+def _keyed(doc_id: str, body: dict[str, Any]) -> Record:
+    return doc_id.encode(), json.dumps(body).encode()
+
+
+# ---- producing while things break ------------------------------------------------------
+
+class Feed:
+    """Produces records in the background at about ``rate`` per second, in order, until all are
+    acknowledged; a send that fails (the broker is down or stalled) is sent again, so the topic
+    may hold a record twice: the checks count what is in the topic, not what was meant."""
+
+    def __init__(self, broker: str, topic: str, records: Sequence[Record], rate: float, retry: bool = True) -> None:
+        self.broker, self.topic, self.records, self.rate, self.retry = broker, topic, list(records), rate, retry
+        self.sent = 0
+        self.failures: list[str] = []
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="feed", daemon=True)
+
+    def start(self) -> Feed:
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the feed did not finish in {timeout:.0f} s ({self.sent} sent)"
+        assert self.error is None, f"the feed failed: {self.error!r}"
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._produce())
+        except BaseException as exc:  # noqa: BLE001 — reported by wait()
+            self.error = exc
+
+    async def _produce(self) -> None:
+        chunk = max(1, int(self.rate / 10))
+        started = time.monotonic()
+        while self.sent < len(self.records):
+            batch = self.records[self.sent:self.sent + chunk]
+            try:
+                await self._send(batch)
+            except Exception as exc:  # the broker is hurt on purpose: send the chunk again
+                if not self.retry:
+                    raise
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(1.0)
+                continue
+            self.sent += len(batch)
+            await asyncio.sleep(max(0.0, started + self.sent / self.rate - time.monotonic()))
+
+    async def _send(self, batch: Sequence[Record]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap(self.broker), acks="all", linger_ms=5,
+                                    request_timeout_ms=10_000, max_request_size=4 << 20)
+        await asyncio.wait_for(producer.start(), 15)
+        try:
+            pending = [await producer.send(self.topic, key=key, value=value) for key, value in batch]
+            await asyncio.wait_for(asyncio.gather(*pending), 20)
+        finally:
+            await asyncio.wait_for(producer.stop(), 15)
+
+
+def send_now(broker: str, topic: str, records: Sequence[Record]) -> None:
+    """Produce ``records`` in order and wait for every ack (a healthy broker)."""
+    feed = Feed(broker, topic, records, rate=1e9, retry=False)
+    feed._run()
+    assert feed.error is None, f"producing failed: {feed.error!r}"
+
+
+def topic_size(broker: str, topic: str) -> int:
+    """How many records ``topic`` holds: the sum of its partitions' end offsets."""
+    async def run() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker), group_id=None)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+            return sum((await consumer.end_offsets(partitions)).values())
+        finally:
+            await consumer.stop()
+    return asyncio.run(run())
+
+
+def committed_offsets(broker: str, group: str) -> int:
+    """The sum of the consumer group's committed offsets (0 before its first commit)."""
+    async def run() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker), request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+            return sum(max(0, meta.offset) for meta in offsets.values())
+        finally:
+            await admin.close()
+    return asyncio.run(run())
+
+
+def create_events_topic(broker: str, app_id: str) -> None:
+    asyncio.run(ensure_topic(broker, f"{app_id}-events", PARTITIONS))
+
+
+# ---- the group of workers ----------------------------------------------------------------
+
+@dataclass
+class Recovery:
+    """Seconds from a fault's end until a search answered ``partial: false`` and every worker was ready."""
+
+    to_complete: float
+    to_ready: float
+
+
+@dataclass
+class Group:
+    """Real worker processes of one app id, each with its own data dir, started and killed for real."""
+
+    broker: str
+    app_id: str
+    root: Path
+    models: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    workers: dict[str, Worker] = field(default_factory=dict)
+    recoveries: list[Recovery] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"STREAMVEC_BROKER": self.broker, "STREAMVEC_APP_ID": self.app_id,
+                "STREAMVEC_PARTITIONS": str(PARTITIONS), "STREAMVEC_MODEL_CACHE": str(self.models),
+                "STREAMVEC_SESSION_TIMEOUT": "6", "STREAMVEC_REBALANCE_TIMEOUT": "10", **self.extra_env}
+
+    @property
+    def topic(self) -> str:
+        return f"{self.app_id}-events"
+
+    def start(self, name: str, command: tuple[str, ...] | None = None, datadir: Path | None = None,
+              **env: str) -> Worker:
+        worker = Worker(name, {**self.env, **env}, datadir or self.root / name)
+        if command is not None:
+            worker.command = command
+        self.workers[name] = worker.start()
+        return worker
+
+    def live(self) -> list[Worker]:
+        return [worker for worker in self.workers.values() if worker.alive()]
+
+    def any(self) -> Worker:
+        return self.live()[0]
+
+    def stop_all(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        for worker in self.live():
+            worker.wait_ready(timeout)
+
+    def recovered(self, since: float, timeout: float = 180.0) -> Recovery:
+        """Wait until a search through any live worker answers for every partition, and until every
+        live worker is ready; record how long each took from ``since``."""
+        def complete() -> bool:
+            return all(not worker.search(vector=[1.0] * DIM, k=1)["partial"] for worker in self.live())
+        wait_for("a search to answer for every partition", complete, timeout, interval=0.1)
+        to_complete = time.monotonic() - since
+        wait_for("every worker to be ready", lambda: all(w.get("/ready")[0] == 200 for w in self.live()),
+                 timeout, interval=0.1)
+        recovery = Recovery(to_complete, time.monotonic() - since)
+        self.recoveries.append(recovery)
+        return recovery
+
+    def wait_consumed(self, produced: int, timeout: float) -> dict[str, Any]:
+        """Wait until the group has an outcome for every produced event (and answers for all partitions)."""
+        worker = self.any()
+
+        def counted() -> dict[str, Any] | None:
+            stats = worker.stats()
+            return stats if sum(stats["outcomes"].values()) >= produced and not stats["partial"] else None
+        try:
+            return wait_for(f"outcomes for all {produced} events", counted, timeout, interval=1.0)
+        except AssertionError as exc:
+            stats = worker.stats()
+            raise AssertionError(f"{exc}; counted {stats['outcomes']}, partial {stats['partial']}\n"
+                                 f"{worker.log_tail(40)}") from None
+
+    def crashes(self) -> list[str]:
+        """Log lines where Faust restarted a crashed agent (it never should)."""
+        lines = []
+        for worker in self.workers.values():
+            if worker.log_path.exists():
+                lines += [f"{worker.name}: {line}" for line in worker.log_path.read_text(errors="replace").splitlines()
+                          if "Crashed" in line]
+        return lines
+
+
+# ---- the checks every case ends with -------------------------------------------------------
+
+@dataclass
+class Verdict:
+    produced: int
+    outcomes: dict[str, int]
+    lost: list[str]
+    resurrected: list[str]
+    duplicates: int
+
+    @property
+    def sound(self) -> bool:
+        return not self.lost and not self.resurrected and not self.duplicates
+
+
+def verify(worker: Worker, ledger: Ledger, produced: int, sample: int = 200) -> Verdict:
+    """The checks of the module docstring, through ``worker`` (every partition must answer)."""
+    stats = worker.stats()
+    assert not stats["partial"], f"partitions {stats['partitions']['missing']} did not answer"
+    outcomes = stats["outcomes"]
+    assert sum(outcomes.values()) == produced, \
+        f"outcomes {outcomes} (sum {sum(outcomes.values())}) do not reconcile with {produced} produced"
+    assert outcomes["dead_lettered"] == ledger.invalid, \
+        f"{outcomes['dead_lettered']} dead letters, but {ledger.invalid} invalid events were produced"
+    lost, resurrected = _check_documents(worker, ledger)
+    rng = random.Random(produced)
+    live = {doc_id: e for doc_id, e in ledger.live().items() if e.vector is not None}
+    gone = [doc_id for doc_id, e in ledger.expect.items() if not e.live and e.vector is not None]
+    duplicates = 0
+    for doc_id in rng.sample(sorted(live), min(sample, len(live))):
+        ids = [hit["id"] for hit in worker.search(vector=live[doc_id].vector, k=20)["results"]]
+        duplicates += len(ids) - len(set(ids))
+        if not ids or ids[0] != doc_id:
+            lost.append(f"{doc_id} (its vector finds {ids[:3]})")
+    for doc_id in rng.sample(gone, min(sample, len(gone))):
+        ids = [hit["id"] for hit in worker.search(vector=ledger.expect[doc_id].vector, k=5)["results"]]
+        duplicates += len(ids) - len(set(ids))
+        if doc_id in ids:
+            resurrected.append(f"{doc_id} (found by search)")
+    return Verdict(produced, dict(outcomes), lost, resurrected, duplicates)
+
+
+def _check_documents(worker: Worker, ledger: Ledger) -> tuple[list[str], list[str]]:
+    ids = sorted(ledger.expect)
+    lost, resurrected = [], []
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start:start + 1000]
+        status, answer = http("POST", worker.url + "/documents/batch", {"ids": chunk}, timeout=60)
+        assert status == 200 and not answer["partial"], f"/documents/batch answered {status}: {str(answer)[:300]}"
+        for doc_id, document in zip(chunk, answer["documents"], strict=True):
+            expected = ledger.expect[doc_id]
+            if expected.live and (document is None or document["version"] != expected.version):
+                lost.append(f"{doc_id} (v{expected.version} expected, "
+                            f"{'absent' if document is None else 'v' + str(document['version'])})")
+            elif not expected.live and document is not None:
+                resurrected.append(f"{doc_id} (deleted at v{expected.version}, shows v{document['version']})")
+    return lost, resurrected
+
+
+def rebuild_alone(group: Group, ledger: Ledger, produced: int, name: str = "fresh") -> tuple[Verdict, float]:
+    """Stop the group, start a worker with an empty data dir, and check what it rebuilt from the
+    changelog alone; returns the verdict and the seconds until it was ready."""
+    group.stop_all()
+    started = time.monotonic()
+    fresh = group.start(name, datadir=group.root / f"{name}-{int(time.time())}")
+    fresh.wait_ready(timeout=300)
+    wait_for("the fresh worker to answer for every partition",
+             lambda: not fresh.search(vector=[1.0] * DIM, k=1)["partial"], timeout=120)
+    ready = time.monotonic() - started
+    try:
+        return verify(fresh, ledger, produced), ready
+    finally:
+        fresh.stop()
+
+
+def assert_sound(verdict: Verdict, where: str) -> None:
+    assert verdict.sound, (f"{where}: {len(verdict.lost)} lost {verdict.lost[:5]}, {len(verdict.resurrected)} "
+                           f"resurrected {verdict.resurrected[:5]}, {verdict.duplicates} duplicate ids in results")
+
+
+# ---- the report --------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    fault: str
+    runs: int
+    produced: int
+    lost: int
+    stale: int
+    resurrected: int
+    duplicates: int
+    to_complete: float
+    to_ready: float
+    fresh_ready: float
+
+
+ROWS: list[Row] = []
+
+
+def report(fault: str, runs: int, group: Group, running: Verdict, fresh: Verdict, fresh_ready: float) -> None:
+    """Keep one row for the table ``make test-faults`` prints at the end."""
+    recoveries = group.recoveries or [Recovery(0.0, 0.0)]
+    ROWS.append(Row(fault, runs, running.produced, len(running.lost) + len(fresh.lost), running.outcomes["stale"],
+                    len(running.resurrected) + len(fresh.resurrected), running.duplicates + fresh.duplicates,
+                    max(r.to_complete for r in recoveries), max(r.to_ready for r in recoveries), fresh_ready))
+
+
+def table() -> Iterator[str]:
+    yield (f"{'fault':<34} {'runs':>4} {'produced':>8} {'lost':>4} {'stale':>5} {'resurr.':>7} {'dup ids':>7} "
+           f"{'→ complete s':>12} {'→ ready s':>9} {'fresh ready s':>13}")
+    for row in ROWS:
+        yield (f"{row.fault:<34} {row.runs:>4} {row.produced:>8,} {row.lost:>4} {row.stale:>5} {row.resurrected:>7} "
+               f"{row.duplicates:>7} {row.to_complete:>12.1f} {row.to_ready:>9.1f} {row.fresh_ready:>13.1f}")
+
+
+GroupFactory = Callable[..., Group]

@@ -1,0 +1,49 @@
+"""A rebalance storm: with 100,000 documents held, a third worker joins and leaves ten times during
+ingest. Standby replicas are on (the kill -9 case runs with them off)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.cluster import wait_for
+from tests.faults import harness
+
+pytestmark = pytest.mark.faults
+
+HELD = 100_000
+CYCLES = 10
+
+
+def test_a_third_worker_joining_and_leaving_ten_times_loses_nothing(group_factory: harness.GroupFactory) -> None:
+    group = group_factory("storm")
+    ledger = harness.Ledger(seed=500)
+    ids = [f"doc-{n}" for n in range(HELD)]
+    group.start("a"), group.start("b")
+    group.wait_ready()
+    loaded = time.monotonic()
+    harness.send_now(group.broker, group.topic, ledger.upserts(ids))
+    group.wait_consumed(HELD, timeout=600)
+    print(f"{HELD:,} vectors held {time.monotonic() - loaded:.1f} s after the first produce")
+
+    feed = harness.Feed(group.broker, group.topic, ledger.vector_events(ids[:20_000], 12_000), rate=40).start()
+    for _ in range(CYCLES):
+        third = group.start("c")  # the same data dir each time: it catches up from its own RocksDB
+        wait_for("the third worker to serve partitions",
+                 lambda: third.stats()["workers"].get(third.url, {}).get("partitions"), timeout=180, interval=0.5)
+        third.stop()
+        left = time.monotonic()
+        group.recovered(since=left)
+    assert not feed.done, "the feed ended before the last cycle: raise its size or lower its rate"
+    feed.wait(timeout=600)
+
+    produced = harness.topic_size(group.broker, group.topic)
+    group.wait_consumed(produced, timeout=300)
+    running = harness.verify(group.any(), ledger, produced)
+    harness.assert_sound(running, "running group")
+    assert group.crashes() == []
+
+    fresh, ready = harness.rebuild_alone(group, ledger, produced)
+    harness.assert_sound(fresh, "fresh worker")
+    harness.report(f"3rd worker joins+leaves, {HELD // 1000}k held", CYCLES, group, running, fresh, ready)
