@@ -39,6 +39,11 @@ from tables.vectors import VectorTable
 # (kind, seconds from each alert's event time until the broker acknowledged it)
 OnDetected = Callable[[str, Sequence[float]], None]
 _NOVELTY_K = 8  # index hits per document; more only when all of them belong to the batches (index.novelty)
+_WATCHLIST_WAIT = 5.0
+
+
+class WatchlistNotRead(RuntimeError):
+    """The worker has not read the whole watchlist yet: the batch must wait."""
 
 
 class AlertCounts:
@@ -96,11 +101,12 @@ class Novelty:
 class BatchAnalysis:
     """The ingest observer; see the module docstring."""
 
-    def __init__(self, *, watchlist: Watchlist, watchlist_loaded: asyncio.Event, sender: Sender, alerts_topic: str,
-                 health: HealthMonitor, novelty: Novelty | None, pool: ThreadPoolExecutor,
+    def __init__(self, *, watchlist: Watchlist, watchlist_loaded: asyncio.Event, patterns_topic: str, sender: Sender,
+                 alerts_topic: str, health: HealthMonitor, novelty: Novelty | None, pool: ThreadPoolExecutor,
                  on_detected: OnDetected | None = None) -> None:
         self.watchlist = watchlist
         self.watchlist_loaded = watchlist_loaded
+        self.patterns_topic = patterns_topic
         self.sender = sender
         self.alerts_topic = alerts_topic
         self.health = health
@@ -112,7 +118,7 @@ class BatchAnalysis:
     async def on_batch(self, indexed: Sequence[IndexedDocument], deleted: Sequence[DeletedDocument]) -> None:
         if not indexed:
             return
-        await self.watchlist_loaded.wait()  # a worker that just started must not miss a pattern
+        await self._watchlist_read()
         ids = [doc.id for doc in indexed]
         vectors = np.stack([doc.vector for doc in indexed]).astype(np.float32)
         matches = await asyncio.get_running_loop().run_in_executor(self._pool, self.watchlist.match, vectors)
@@ -126,6 +132,16 @@ class BatchAnalysis:
         self._acknowledged(alerts)
         if self.novelty is not None:
             self.novelty.remember(ids, vectors)
+
+    async def _watchlist_read(self) -> None:
+        """A worker that just started must not miss a pattern: until its watchlist is read, the
+        batch fails (ingest retries it and reports why) rather than waiting without a word."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.watchlist_loaded.wait()), _WATCHLIST_WAIT)
+        except asyncio.TimeoutError:
+            raise WatchlistNotRead(f"the watchlist is still being read from the topic {self.patterns_topic}; "
+                                   "documents are checked against it once it is whole (see the worker log if "
+                                   "this lasts)") from None
 
     @staticmethod
     def _watchlist_alerts(docs: Sequence[IndexedDocument], matches: list[list[Match]], now: float) -> list[Alert]:

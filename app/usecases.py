@@ -8,6 +8,7 @@ agents and the ingest observer, and hands back what the views and metrics read.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,8 @@ from index.health import HealthMonitor
 from index.watchlist import Watchlist
 from tables.profiles import ProfileTable
 from tables.vectors import VectorTable, raw_bytes
+
+logger = logging.getLogger(__name__)
 
 WATCHLIST_BATCH = 256
 # Activity hops are cheap per event; a short wait keeps the three hops' latency low.
@@ -71,10 +74,23 @@ def _register_watchlist(app: faust.App, settings: Settings, reader: PatternReade
 
     @app.task
     async def read_watchlist() -> None:
-        await patterns.maybe_declare()  # the reader reads it from the start: it must exist
-        while not (partitions := await partitions_of(settings.broker, settings.patterns_topic)):
-            await asyncio.sleep(0.2)  # created, but not in the cluster's metadata yet
-        await reader.run([tp.partition for tp in partitions])
+        await reader.run(await _partitions_of_patterns(settings, patterns))
+
+
+async def _partitions_of_patterns(settings: Settings, patterns: faust.TopicT) -> list[int]:
+    """The patterns topic's partitions, once it exists (created here if missing: the reader
+    reads it from the start); retried while the broker is away."""
+    while True:
+        try:
+            await patterns.maybe_declare()
+            found = await partitions_of(settings.broker, settings.patterns_topic)
+        except Exception as exc:  # noqa: BLE001 — the broker may be away at start: keep trying, say why
+            logger.warning("cannot reach the topic %s yet (%s: %s); retrying", settings.patterns_topic,
+                           type(exc).__name__, exc)
+            found = []
+        if found:
+            return [tp.partition for tp in found]
+        await asyncio.sleep(0.5)  # created, but not in the cluster's metadata yet
 
 
 def _analysis(app: faust.App, settings: Settings, table: VectorTable, watchlist: Watchlist, reader: PatternReader,
@@ -84,7 +100,8 @@ def _analysis(app: faust.App, settings: Settings, table: VectorTable, watchlist:
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="analysis")
     novelty = Novelty(table, settings.novelty_threshold, pool, threads) if settings.novelty_threshold > 0 else None
     health = HealthMonitor(watchlist.dim, settings.health_window, settings.drift_threshold)
-    analysis = BatchAnalysis(watchlist=watchlist, watchlist_loaded=reader.loaded, sender=sender,
+    analysis = BatchAnalysis(watchlist=watchlist, watchlist_loaded=reader.loaded, patterns_topic=reader.topic,
+                             sender=sender,
                              alerts_topic=settings.alerts_topic, health=health, novelty=novelty, pool=pool,
                              on_detected=metrics.observe_detected)
 

@@ -103,8 +103,9 @@ def test_every_worker_holds_the_whole_watchlist_and_bad_patterns_are_dead_letter
         answer = check(worker, PATTERNS["tornado"][1][0])
         assert [m["pattern"] for m in answer["matches"]] == ["tornado"] and answer["matches"][0]["labels"] == ["hazard"]
         assert answer["matches"][0]["threshold"] == pytest.approx(THRESHOLD)  # the default: none in its metadata
-    letters = [DeadLetter.from_record(r.key, r.value, r.headers) for r in
-               read_topic(group.broker, group.topic("dead-letters"))]
+    letters = wait_for("the bad pattern's dead letter", lambda: [
+        DeadLetter.from_record(r.key, r.value, r.headers) for r in read_topic(group.broker, group.topic("dead-letters"))],
+        timeout=30)  # sent with the patterns, but its ack may come after theirs
     assert [(letter.key, letter.reason) for letter in letters] == [(b"bad", "bad_labels")]
 
 

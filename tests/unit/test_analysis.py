@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agents.analysis import BatchAnalysis
+import agents.analysis
+from agents.analysis import BatchAnalysis, WatchlistNotRead
 from agents.observers import IndexedDocument
 from index.health import HealthMonitor
 from index.watchlist import Pattern, Watchlist
@@ -40,13 +41,15 @@ def doc(doc_id: str, *vector: float, partition: int = 0) -> IndexedDocument:
     return IndexedDocument(doc_id, partition, 0, 1, unit, "some text", event_ts=100.0, embedded=True, norm=4.0)
 
 
-def analysis(sender: Sender, window: int = 100) -> tuple[BatchAnalysis, list[tuple[str, list[float]]]]:
+def analysis(sender: Sender, window: int = 100, loaded: bool = True) -> tuple[BatchAnalysis, list[tuple[str, list[float]]]]:
     watchlist = Watchlist(DIM)
     watchlist.apply([Pattern("x-axis", np.array([1, 0, 0], np.float32), 0.9, ("fraud",))])
-    loaded = asyncio.Event()
-    loaded.set()
+    read = asyncio.Event()
+    if loaded:
+        read.set()
     detected: list[tuple[str, list[float]]] = []
-    observer = BatchAnalysis(watchlist=watchlist, watchlist_loaded=loaded, sender=sender, alerts_topic="app-alerts",
+    observer = BatchAnalysis(watchlist=watchlist, watchlist_loaded=read, patterns_topic="app-watchlist-patterns",
+                             sender=sender, alerts_topic="app-alerts",
                              health=HealthMonitor(DIM, window, drift_threshold=0.5), novelty=None,
                              pool=ThreadPoolExecutor(1), on_detected=lambda kind, s: detected.append((kind, list(s))))
     return observer, detected
@@ -81,3 +84,12 @@ def test_a_window_far_from_the_reference_raises_one_drift_alert() -> None:
     assert drift[0]["score"] == pytest.approx(1.0)
     health = observer.health.snapshot([3])["3"]
     assert health["last"]["norm_mean"] == 4.0 and health["current"]["documents"] == 1
+
+
+def test_a_batch_fails_while_the_watchlist_is_still_being_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agents.analysis, "_WATCHLIST_WAIT", 0.05)
+    sender = Sender()
+    observer, _ = analysis(sender, loaded=False)
+    with pytest.raises(WatchlistNotRead, match="app-watchlist-patterns"):
+        asyncio.run(observer.on_batch([doc("near", 1, 0, 0)], []))
+    assert sender.sent == []  # ingest retries the batch: nothing of it is produced meanwhile
