@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tables.producer import MAX_REQUEST_BYTES, Outgoing
 
@@ -48,6 +49,13 @@ class DeadLetter:
         return cls(key=key, value=value, reason=ours.get(REASON, "unknown"), error=ours.get(ERROR, ""),
                    topic=ours.get(TOPIC, ""), partition=_int(ours.get(PARTITION)), offset=_int(ours.get(OFFSET)),
                    original_headers=tuple((n, v) for n, v in headers if not n.startswith(HEADER_PREFIX)))
+
+
+def refusal(source: Any, reason: str, error: str) -> DeadLetter:
+    """The dead letter of a consumed Faust event (anything with a ``message``) refused for ``reason``."""
+    message = source.message
+    return DeadLetter(key=message.key, value=message.value, reason=reason, error=error, topic=message.topic,
+                      partition=message.partition, offset=message.offset, original_headers=tuple(message.headers or ()))
 
 
 def _int(text: str | None) -> int:

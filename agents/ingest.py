@@ -34,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import faust
 import numpy as np
@@ -42,9 +42,11 @@ from aiokafka.structs import RecordMetadata
 from faust.types import TP, EventT
 
 from agents.deadletters import DeadLetter, dead_letter_records
+from agents.deadletters import refusal as _refusal
 from agents.observers import BatchObserver, DeletedDocument, IndexedDocument
 from agents.status import Cause, IngestStatus
 from index import codec, progress
+from index.embedder import TextEmbeddings
 from index.events import Event, EventError, Limits, apply_limits
 from index.exceptions import StreamvecError
 from index.progress import Progress
@@ -68,6 +70,8 @@ class Embedding(Protocol):
     model_id: str
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    async def embed_with_stats(self, texts: Sequence[str]) -> TextEmbeddings: ...
 
 
 class IngestTable(Protocol):
@@ -119,6 +123,13 @@ class Options:
     limits: Limits = field(default_factory=Limits)
     store_text: bool = True
     max_record_bytes: int = 1_000_000
+
+
+class _Measured(NamedTuple):
+    """What the model measured of a text it embedded (embedding health reads it)."""
+
+    norm: float
+    truncated: bool
 
 
 @dataclass
@@ -197,10 +208,11 @@ class IngestProcessor:
         unacknowledged for the partitions' next owner (which may be this worker) to read again.
         """
         vectors: dict[str, np.ndarray] = {}  # the model's vectors by text: kept over retries
+        measured: dict[str, _Measured] = {}  # and what it measured of each text, for the observers
         attempt = 0
         while True:
             try:
-                await self._process_once(batch, vectors)
+                await self._process_once(batch, vectors, measured)
             except Stalled as exc:
                 cause, error = exc.cause, str(exc)
             except Exception as exc:  # noqa: BLE001 — a bug must stall the batch, never lose it
@@ -225,11 +237,12 @@ class IngestProcessor:
                 return False
             attempt += 1
 
-    async def _process_once(self, batch: Sequence[EventT], vectors: dict[str, np.ndarray]) -> None:
+    async def _process_once(self, batch: Sequence[EventT], vectors: dict[str, np.ndarray],
+                            measured: dict[str, _Measured]) -> None:
         refused: dict[_Where, DeadLetter] = {}
         stored = await self._stored_progress(batch)
         decisions = self._decide(batch, stored, refused)
-        while await self._embed(decisions.writes, refused, vectors):
+        while await self._embed(decisions.writes, refused, vectors, measured):
             decisions = self._decide(batch, stored, refused)  # a text failed alone: decide without it
         if decisions.skipped:
             logger.info("partitions %s: %d redelivered events were already processed; skipped",
@@ -237,7 +250,7 @@ class IngestProcessor:
         writes = [_with_vector(write, vectors) for write in decisions.writes]
         records = self._records(writes, decisions)
         offsets = await self._make_durable(records, decisions.refused)
-        await self._notify(writes)
+        await self._notify(writes, measured)
         indexing = self._apply(records, offsets, writes)
         await self._read_holes_again(decisions)
         self.status.embeddings_reused += sum(write.reused for write in writes)
@@ -365,13 +378,15 @@ class IngestProcessor:
     # ---- 2. embed -----------------------------------------------------------------------
 
     async def _embed(self, writes: list[_Write], refused: dict[_Where, DeadLetter],
-                     vectors: dict[str, np.ndarray]) -> bool:
+                     vectors: dict[str, np.ndarray], measured: dict[str, _Measured]) -> bool:
         """Embed the texts that need it into ``vectors``; True if a text failed alone (its events refused)."""
         texts = list(dict.fromkeys(w.event.text for w in writes if w.from_model and w.event.text not in vectors))
         if not texts:
             return False
         try:
-            vectors.update(zip(texts, await self.embedding.embed(texts), strict=True))
+            embedded = await self.embedding.embed_with_stats(texts)
+            vectors.update(zip(texts, embedded.vectors, strict=True))
+            measured.update(zip(texts, map(_Measured, embedded.norms.tolist(), embedded.truncated.tolist()), strict=True))
             return False
         except Exception as exc:  # noqa: BLE001 — any model error; one by one tells text from model
             logger.warning("embedding %d texts failed (%s: %s); embedding them one by one",
@@ -426,10 +441,10 @@ class IngestProcessor:
         return {record.partition: ack.offset for record, ack in zip(outgoing, acks, strict=True)
                 if record.key == progress.KEY and record.topic == changelog and record.partition is not None}
 
-    async def _notify(self, writes: list[_Write]) -> None:
+    async def _notify(self, writes: list[_Write], measured: Mapping[str, _Measured]) -> None:
         if not self.observers or not writes:
             return
-        indexed = [_indexed(write) for write in writes if write.event.op == "upsert"]
+        indexed = [_indexed(write, measured) for write in writes if write.event.op == "upsert"]
         deleted = [DeletedDocument(w.event.id, w.source.message.partition, w.source.message.offset, w.event.version)
                    for w in writes if w.event.op == "delete"]
         for observer in self.observers:
@@ -474,12 +489,6 @@ def _partitions(batch: Sequence[EventT]) -> list[int]:
     return sorted({source.message.partition for source in batch})
 
 
-def _refusal(source: EventT, reason: str, error: str) -> DeadLetter:
-    message = source.message
-    return DeadLetter(key=message.key, value=message.value, reason=reason, error=error, topic=message.topic,
-                      partition=message.partition, offset=message.offset, original_headers=tuple(message.headers or ()))
-
-
 def _with_vector(write: _Write, vectors: Mapping[str, np.ndarray]) -> _Write:
     if not write.from_model:
         return write
@@ -487,13 +496,15 @@ def _with_vector(write: _Write, vectors: Mapping[str, np.ndarray]) -> _Write:
     return dataclasses.replace(write, record=dataclasses.replace(write.record, vector=vectors[write.event.text]))
 
 
-def _indexed(write: _Write) -> IndexedDocument:
+def _indexed(write: _Write, measured: Mapping[str, _Measured]) -> IndexedDocument:
     message, event, record = write.source.message, write.event, write.record
     assert record is not None and record.vector is not None
     event_ts = event.ts if event.ts is not None else message.timestamp
+    stats = measured.get(event.text) if write.from_model and event.text is not None else None
     return IndexedDocument(id=event.id, partition=message.partition, offset=message.offset, version=event.version,
                            vector=record.vector, text=event.text, metadata=event.metadata, event_ts=event_ts,
-                           embedded=write.from_model)
+                           embedded=write.from_model, norm=stats.norm if stats else None,
+                           truncated=stats.truncated if stats else None)
 
 
 def _timestamps_by_kind(writes: list[_Write]) -> dict[str, list[float]]:

@@ -22,7 +22,9 @@ class IndexedDocument:
 
     ``vector`` is unit length (float32, the model's dimension); ``embedded`` says the model
     made it in this batch (not brought by the producer, not reused from the stored record);
-    ``event_ts`` is the event's ``ts`` when it has one, else its Kafka timestamp (seconds).
+    ``event_ts`` is the event's ``ts`` when it has one, else its Kafka timestamp (seconds);
+    ``norm`` (the vector's length before normalising) and ``truncated`` (the text had more
+    tokens than the model reads) are known for texts the model embedded in this batch.
     """
 
     id: str
@@ -34,6 +36,8 @@ class IndexedDocument:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     event_ts: float | None = None
     embedded: bool = False
+    norm: float | None = None
+    truncated: bool | None = None
 
 
 @dataclass(frozen=True)

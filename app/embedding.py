@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from app.settings import Settings
-from index.embedder import Embedder
+from index.embedder import Embedder, TextEmbeddings
 from index.models import load_embedder
 from index.quantize import QualityGate
 
@@ -76,16 +76,21 @@ class EmbeddingService:
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors of ingest texts, in order, from the ingest lane."""
+        return (await self.embed_with_stats(texts)).vectors
+
+    async def embed_with_stats(self, texts: Sequence[str]) -> TextEmbeddings:
+        """:meth:`embed` plus each text's norm before normalising and whether it was truncated
+        (embedding health watches both)."""
         return await asyncio.get_running_loop().run_in_executor(self._ingest_lane, self._embed_batch, list(texts))
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+    def _embed_batch(self, texts: list[str]) -> TextEmbeddings:
         """One ingest batch, then its activation memory handed back to the system.
 
         onnxruntime frees it after the batch, but glibc keeps what a non-main thread frees
         in that thread's heap: after a batch of long texts the worker kept ~80 MB more.
         """
         try:
-            return self.embedder.embed(texts)
+            return self.embedder.embed_with_stats(texts)
         finally:
             _trim_heap()
 

@@ -20,9 +20,11 @@ from app.http.fanout import FanOut
 from app.http.metrics import Metrics, consumer_lag
 from app.http.openapi import build_openapi
 from app.http.service import SearchService
+from app.http.uses import UseCaseViews
 from app.http.views import WorkerFacts, register_views
 from app.settings import Settings
 from app.topics import bootstrap
+from app.usecases import UseCases, register_use_cases
 from index.events import parse_event
 from index.hnsw import VectorIndex
 from tables.producer import MAX_REQUEST_BYTES, DurableProducer
@@ -45,10 +47,12 @@ class Streamvec:
     status: IngestStatus
     metrics: Metrics
     service: SearchService
+    uses: UseCases
 
 
 def create_app(settings: Settings) -> Streamvec:
-    """Build the Faust app, the vectors table, the ingest agent and the HTTP views."""
+    """Build the Faust app, the vectors table, the ingest agent, the use cases' agents and tables
+    (alerts, recommendations, embedding health) and the HTTP views."""
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -86,13 +90,13 @@ def create_app(settings: Settings) -> Streamvec:
     keep_standbys_fresh(app, STANDBY_FLUSH_SECONDS)
     status = IngestStatus()
     metrics = Metrics(table, status, app)
-    _register_ingest(app, settings, table, embedding, status, metrics)
-    service = _register_http(app, settings, table, embedding, status, metrics)
-    return Streamvec(settings, app, table, embedding, status, metrics, service)
+    uses = _register_ingest(app, settings, table, embedding, status, metrics)
+    service = _register_http(app, settings, table, embedding, status, metrics, uses)
+    return Streamvec(settings, app, table, embedding, status, metrics, service, uses)
 
 
 def _register_ingest(app: faust.App, settings: Settings, table: VectorTable, embedding: EmbeddingService,
-                     status: IngestStatus, metrics: Metrics) -> None:
+                     status: IngestStatus, metrics: Metrics) -> UseCases:
     parsers = {settings.events_topic: partial(parse_event, dim=embedding.dim), **cdc_parsers(settings, embedding.dim)}
     # internal=True: Faust creates the events topic (with our partition count) before it
     # subscribes, so a worker started before the first producer still consumes it. A CDC
@@ -104,19 +108,27 @@ def _register_ingest(app: faust.App, settings: Settings, table: VectorTable, emb
     producer = DurableProducer(bootstrap(settings.broker), idempotent=settings.idempotent_producer)
     options = Options(limits=settings.event_limits, store_text=settings.store_text,
                       max_record_bytes=settings.max_record_bytes)
+
+    def may_retry() -> bool:
+        return not (app.rebalancing or app.should_stop)
+
+    uses = register_use_cases(app, settings, table, embedding, metrics, producer, may_retry)
+    metrics.watch_use_cases(uses.analysis.counts, uses.watchlist, uses.health, table)
     processor = IngestProcessor(table, embedding, producer, ConsumerPositions(app), status, parsers=parsers,
                                 dead_letter_topic=settings.dead_letter_topic, options=options,
-                                on_searchable=metrics.observe_searchable,
-                                may_retry=lambda: not (app.rebalancing or app.should_stop))
+                                observers=[uses.analysis], on_searchable=metrics.observe_searchable,
+                                may_retry=may_retry)
     register_ingest(app, topic, processor, dead_letters, settings.ingest_batch_size, settings.ingest_batch_wait)
 
     @app.on_before_shutdown.connect
     async def stop_producer(sender: faust.App, **kwargs: object) -> None:
         await producer.stop()
 
+    return uses
+
 
 def _register_http(app: faust.App, settings: Settings, table: VectorTable, embedding: EmbeddingService,
-                   status: IngestStatus, metrics: Metrics) -> SearchService:
+                   status: IngestStatus, metrics: Metrics, uses: UseCases) -> SearchService:
     secret = ClusterSecret(settings.cluster_secret, settings.broker_url, settings.cluster_secret_topic)
     app.task(secret.get)  # fetched at start: the first fan-out should not wait for Kafka
     fanout = FanOut(app, settings.fanout_timeout, secret, table.changelog_topic_name)
@@ -134,19 +146,23 @@ def _register_http(app: faust.App, settings: Settings, table: VectorTable, embed
         indexes_built = table.store.ready
         covered = service.group_holds_everything() and _inputs_assigned(app, table, parsers_topics)
         ingest = status.report()
-        return {"ready": recovered and indexes_built and covered and not app.rebalancing and ingest["flowing"],
-                "recovered": recovered, "indexes_built": indexes_built, "partitions_covered": covered,
+        watchlist_loaded = uses.reader.loaded.is_set()
+        return {"ready": recovered and indexes_built and covered and watchlist_loaded and not app.rebalancing
+                and ingest["flowing"], "recovered": recovered, "indexes_built": indexes_built,
+                "partitions_covered": covered, "watchlist_loaded": watchlist_loaded,
                 "rebalancing": app.rebalancing, "ingest": ingest}
 
     parsers_topics = {settings.events_topic, *([settings.cdc_topic] if settings.cdc_topic else [])}
+    use_views = UseCaseViews(uses, service, embedding, fanout)
+
     def report() -> dict[str, Any]:
         return {"embeddings_reused": status.embeddings_reused, "query_cache": embedding.cache_stats(),
-                "lag": sum(consumer_lag(app, table.changelog_topic_name).values())}
+                "lag": sum(consumer_lag(app, table.changelog_topic_name).values()), **use_views.report()}
 
     facts = WorkerFacts(dim=embedding.dim, broker=settings.broker, dead_letter_topic=settings.dead_letter_topic,
                         readiness=readiness, report=report,
                         openapi=build_openapi(embedding.dim, protected=bool(settings.api_key)))
-    register_views(app.web.web_app, service, facts, metrics, settings.api_key, secret)
+    register_views(app.web.web_app, service, facts, metrics, settings.api_key, secret, use_views)
 
     async def close(web_app: Any) -> None:
         await fanout.close()

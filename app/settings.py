@@ -9,6 +9,7 @@ below ``app/`` reads the environment.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from index.events import Limits
 from index.exceptions import StreamvecError
 
 ENV_PREFIX = "STREAMVEC_"
+# The watchlist (and its patterns topic) is small and ordered per pattern: one partition, written by one worker.
+WATCHLIST_PARTITIONS = 1
 
 
 class SettingsError(StreamvecError, ValueError):
@@ -57,6 +60,13 @@ class Settings:
     cdc_text_columns: str = field(default="", metadata={"doc": "Comma-separated columns embedded as the text, joined by newlines; null or blank ones are skipped."})
     cdc_metadata_columns: str = field(default="", metadata={"doc": "Comma-separated columns kept as the document's metadata (empty = none)."})
     cdc_vector_column: str = field(default="", metadata={"doc": "A column holding a ready vector (JSON array or pgvector text `[1,2,3]`); rows with it skip the model."})
+    alert_threshold: float = field(default=0.8, metadata={"doc": "Cosine similarity at or above which a document matches a watchlist pattern whose metadata sets no `threshold`."})
+    novelty_threshold: float = field(default=0.0, metadata={"doc": "Above 0: a new document whose best similarity to the documents already indexed in this worker's partitions is below it produces a `novel` alert; 0 = off."})
+    drift_threshold: float = field(default=0.1, metadata={"doc": "Drift (1 − cosine between a health window's mean vector and the partition's reference window's) above which a `drift` alert is produced, once per window."})
+    health_window: int = field(default=1000, metadata={"doc": "Documents per partition in one embedding-health window; a partition's first full window on a worker is its reference."})
+    profile_half_life: float = field(default=604800.0, metadata={"doc": "Seconds after which an activity counts half in a user's profile (default 7 days)."})
+    profile_recent: int = field(default=20, metadata={"doc": "A user's last items kept in their profile and left out of their recommendations."})
+    action_weights: str = field(default="view:1,click:2,cart:3,purchase:5", metadata={"doc": "Weight of each activity `action` when the event gives no `weight` (`action:weight,…`; negative allowed); other actions need a `weight`."})
     hnsw_m: int = field(default=16, metadata={"doc": "HNSW graph degree M."})
     hnsw_ef_construction: int = field(default=200, metadata={"doc": "HNSW ef at build time."})
     hnsw_ef_search: int = field(default=0, metadata={"doc": "Default HNSW ef per partition at query time (a query may pass `ef`); 0 = the lowest that kept recall@10 ≥ 0.95 in `make bench-query`: 40 below 4 partitions, 20 from 4 on."})
@@ -115,6 +125,53 @@ class Settings:
     @property
     def dead_letter_topic(self) -> str:
         return f"{self.app_id}-dead-letters"
+
+    @property
+    def watchlist_topic(self) -> str:
+        return f"{self.app_id}-watchlist"
+
+    @property
+    def patterns_topic(self) -> str:
+        """The watchlist as the workers hold it: validated, embedded, compacted (internal)."""
+        return f"{self.app_id}-watchlist-patterns"
+
+    @property
+    def alerts_topic(self) -> str:
+        return f"{self.app_id}-alerts"
+
+    @property
+    def activity_topic(self) -> str:
+        return f"{self.app_id}-activity"
+
+    @property
+    def activity_by_item_topic(self) -> str:
+        """Activity repartitioned by item, co-partitioned with the vectors table (internal)."""
+        return f"{self.app_id}-activity-by-item"
+
+    @property
+    def activity_by_user_topic(self) -> str:
+        """Activity with the item's vector, repartitioned by user, co-partitioned with the profiles (internal)."""
+        return f"{self.app_id}-activity-by-user"
+
+    @property
+    def own_topics(self) -> tuple[str, ...]:
+        return (self.events_topic, self.dead_letter_topic, self.watchlist_topic, self.patterns_topic,
+                self.alerts_topic, self.activity_topic, self.activity_by_item_topic, self.activity_by_user_topic)
+
+    @property
+    def action_weight_map(self) -> dict[str, float]:
+        """``STREAMVEC_ACTION_WEIGHTS`` as ``{action: weight}``."""
+        weights: dict[str, float] = {}
+        for item in filter(None, (part.strip() for part in self.action_weights.split(","))):
+            action, _, weight = item.partition(":")
+            try:
+                weights[action.strip()] = float(weight)
+            except ValueError:
+                raise SettingsError(f"{ENV_PREFIX}ACTION_WEIGHTS: {item!r} is not `action:number`; "
+                                    "e.g. view:1,purchase:5,dislike:-2") from None
+            if not action.strip() or not math.isfinite(weights[action.strip()]):
+                raise SettingsError(f"{ENV_PREFIX}ACTION_WEIGHTS: {item!r} needs an action name and a finite weight")
+        return weights
 
     @property
     def event_limits(self) -> Limits:
@@ -186,7 +243,19 @@ class Settings:
                                 f"{ENV_PREFIX}HNSW_EF_SEARCH cannot be negative")
         if not (0 <= self.int8_min_cosine <= 1 and 0 <= self.int8_min_recall <= 1):
             raise SettingsError(f"{ENV_PREFIX}INT8_MIN_COSINE and {ENV_PREFIX}INT8_MIN_RECALL are between 0 and 1")
+        self._validate_use_cases()
         self._validate_cdc()
+
+    def _validate_use_cases(self) -> None:
+        if not -1 <= self.alert_threshold <= 1 or not 0 <= self.novelty_threshold <= 1:
+            raise SettingsError(f"{ENV_PREFIX}ALERT_THRESHOLD is a cosine similarity (-1 to 1) and "
+                                f"{ENV_PREFIX}NOVELTY_THRESHOLD one from 0 (off) to 1")
+        if not 0 < self.drift_threshold <= 2:
+            raise SettingsError(f"{ENV_PREFIX}DRIFT_THRESHOLD is 1 − cosine: above 0, at most 2")
+        if self.health_window < 2 or self.profile_recent < 0 or not self.profile_half_life > 0:
+            raise SettingsError(f"{ENV_PREFIX}HEALTH_WINDOW must be at least 2, {ENV_PREFIX}PROFILE_RECENT "
+                                f"at least 0 and {ENV_PREFIX}PROFILE_HALF_LIFE positive")
+        self.action_weight_map  # noqa: B018 — parses, raising SettingsError if malformed
 
     def _validate_cdc(self) -> None:
         mapping = self.cdc_mapping
@@ -195,7 +264,7 @@ class Settings:
                 raise SettingsError(f"{ENV_PREFIX}CDC_* columns are set but {ENV_PREFIX}CDC_TOPIC is empty; "
                                     "set it to the Debezium topic to index")
             return
-        if self.cdc_topic in (self.events_topic, self.dead_letter_topic):
+        if self.cdc_topic in self.own_topics:
             raise SettingsError(f"{ENV_PREFIX}CDC_TOPIC must be the Debezium topic, not streamvec's own "
                                 f"{self.cdc_topic!r}")
         if not mapping.text_columns and mapping.vector_column is None:

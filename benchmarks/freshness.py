@@ -48,17 +48,18 @@ class Freshness:
     probes_sent: int
 
 
-def scrape(urls: Sequence[str], kind: str) -> Buckets | None:
-    """The histogram's cumulative buckets for ``kind``, summed over workers and any other labels."""
+def scrape(urls: Sequence[str], kind: str | None, metric: str = METRIC) -> Buckets | None:
+    """A histogram's cumulative buckets for ``kind`` (None: a histogram without that label),
+    summed over workers and any other labels."""
     merged: Buckets = {}
     for url in urls:
         with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
             text = response.read().decode()
         for family in text_string_to_metric_families(text):
-            if family.name != METRIC:
+            if family.name != metric:
                 continue
             for sample in family.samples:
-                if sample.name == f"{METRIC}_bucket" and sample.labels.get("kind") == kind:
+                if sample.name == f"{metric}_bucket" and sample.labels.get("kind") == kind:
                     le = float(sample.labels["le"])
                     merged[le] = merged.get(le, 0.0) + sample.value
     return merged or None

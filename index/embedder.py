@@ -34,7 +34,14 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from index.exceptions import ModelError
-from index.onnx_export import INPUT_NAMES, LAST_HIDDEN_STATE, SENTENCE_EMBEDDING, ExportReport, read_export_report
+from index.onnx_export import (
+    INPUT_NAMES,
+    LAST_HIDDEN_STATE,
+    SENTENCE_EMBEDDING,
+    SENTENCE_NORM,
+    ExportReport,
+    read_export_report,
+)
 from index.quantize import QualityReport, read_quality
 
 logger = logging.getLogger(__name__)
@@ -62,6 +69,19 @@ _MIN_NORM = 1e-12
 _INTEGER_OPS = (b"MatMulInteger", b"QAttention", b"DynamicQuantize")
 _LONGEST_OP = max(len(op) for op in _INTEGER_OPS)
 _SCAN_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class TextEmbeddings:
+    """Unit vectors of a batch of texts plus what embedding health watches about each one.
+
+    ``norms``: the pooled vector's L2 norm before normalisation (NaN when the graph only
+    gives normalised vectors); ``truncated``: the text had more tokens than the model reads.
+    """
+
+    vectors: np.ndarray
+    norms: np.ndarray
+    truncated: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -107,21 +127,28 @@ class Embedder:
         # The last run of each embed() call hands the arena's activation memory back (see embed()).
         self._releasing_run = ort.RunOptions()
         self._releasing_run.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        self.dim: int = self._run(self._encode([""]), release=True).shape[1]
+        self._outputs = [self._output] + [name for name in _output_names(self._session) if name == SENTENCE_NORM]
+        self.dim: int = self._run(self._encode([""]), release=True)[0].shape[1]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` into a float32 [len(texts), dim] array of unit vectors, in input order."""
+        return self.embed_with_stats(texts).vectors
+
+    def embed_with_stats(self, texts: Sequence[str]) -> TextEmbeddings:
+        """:meth:`embed`, plus each text's norm before normalisation and whether it was truncated."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not a single str")
         vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        norms = np.empty(len(texts), dtype=np.float32)
         if not texts:
-            return vectors
+            return TextEmbeddings(vectors, norms, np.zeros(0, dtype=bool))
         encodings = self._encode(list(texts))
         lengths = [len(encoding.ids) for encoding in encodings]
         runs = _length_batches(lengths, self.batch_size, self._run_overhead)
         for index, rows in enumerate(runs):
-            vectors[rows] = self._run([encodings[row] for row in rows], release=index == len(runs) - 1)
-        return vectors
+            vectors[rows], norms[rows] = self._run([encodings[row] for row in rows], release=index == len(runs) - 1)
+        truncated = np.fromiter((bool(encoding.overflowing) for encoding in encodings), dtype=bool, count=len(texts))
+        return TextEmbeddings(vectors, norms, truncated)
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text after truncation, [CLS] and [SEP] included: what the model computes on."""
@@ -135,13 +162,15 @@ class Embedder:
             "fusions": self.export_report.fusions if self.export_report else {},
         }
 
-    def _run(self, encodings: list[Encoding], release: bool = False) -> np.ndarray:
-        """Pad one batch to its longest text, run the graph, pool if the graph does not, normalise."""
+    def _run(self, encodings: list[Encoding], release: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Pad one batch to its longest text, run the graph, pool if the graph does not, normalise;
+        returns the unit vectors and the norms they had before (the graph's, when it normalises)."""
         arrays = _padded_arrays(encodings, self._pad_id, with_types="token_type_ids" in self._inputs)
-        (output,) = self._session.run([self._output], {name: arrays[name] for name in self._inputs},
-                                      self._releasing_run if release else None)
+        output, *norm = self._session.run(self._outputs, {name: arrays[name] for name in self._inputs},
+                                          self._releasing_run if release else None)
         pooled = output if output.ndim == 2 else _mean_pool(output, arrays["attention_mask"])
-        return _l2_normalise(pooled)
+        norms = norm[0].reshape(-1) if norm else np.linalg.norm(pooled, axis=1)
+        return _l2_normalise(pooled), norms
 
 
 def usable_cores() -> int:
@@ -279,9 +308,13 @@ def _input_names(session: ort.InferenceSession, path: Path) -> list[str]:
     return names
 
 
+def _output_names(session: ort.InferenceSession) -> list[str]:
+    return [node.name for node in session.get_outputs()]
+
+
 def _output_name(session: ort.InferenceSession, path: Path) -> str:
     """Prefer a pooled embedding; fall back to per-token states that are pooled here."""
-    names = [node.name for node in session.get_outputs()]
+    names = _output_names(session)
     for wanted in (SENTENCE_EMBEDDING, LAST_HIDDEN_STATE):
         if wanted in names:
             return wanted

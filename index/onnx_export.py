@@ -40,13 +40,15 @@ OPSET = 17
 IR_VERSION = 8
 # Bump whenever the graph changes: it is part of the cache key, so old cached files are not reused.
 # The onnxruntime version is part of it too: the fused kernels are onnxruntime's own contrib ops.
-EXPORT_FORMAT = f"bert-mean-l2-v3-fused-ort{'.'.join(ort.__version__.split('.')[:2])}"
+EXPORT_FORMAT = f"bert-mean-l2-v4-fused-ort{'.'.join(ort.__version__.split('.')[:2])}"
 # Key of the conversion report kept in the ONNX file's metadata (see ExportReport).
 EXPORT_REPORT_KEY = "streamvec.export"
 # onnxruntime's contrib-op domain, where the fused kernels live.
 MS_DOMAIN = "com.microsoft"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 SENTENCE_EMBEDDING = "sentence_embedding"
+# The mean-pooled vector's L2 norm before normalisation ([batch, 1]): embedding health reads it.
+SENTENCE_NORM = "sentence_norm"
 # The encoder's final tensor keeps this stable name so tools can expose it as an output.
 LAST_HIDDEN_STATE = "last_hidden_state"
 
@@ -260,13 +262,14 @@ def _encoder_layer(g: _GraphBuilder, x: str, bias: str, index: int, config: Bert
 
 
 def _mean_pool_normalise(g: _GraphBuilder, hidden: str, mask: str) -> str:
-    """Masked mean over tokens, then L2 normalisation, clamped like sentence-transformers."""
+    """Masked mean over tokens, then L2 normalisation, clamped like sentence-transformers; the
+    norm is a graph output too (embedding health watches it; it is lost once normalised)."""
     token_mask = g.op("Unsqueeze", mask, g.const("axis_2", [2]))
     axis_1 = "axis_1"
     summed = g.op("ReduceSum", g.op("Mul", hidden, token_mask), axis_1, keepdims=0)
     counts = g.op("ReduceSum", token_mask, axis_1, keepdims=0)
     mean = g.op("Div", summed, g.op("Max", counts, g.const("min_token_count", _MIN_TOKEN_COUNT)))
-    norm = g.op("ReduceL2", mean, axes=[1], keepdims=1)
+    norm = g.op("ReduceL2", mean, axes=[1], keepdims=1, output=SENTENCE_NORM)
     return g.op("Div", mean, g.op("Max", norm, g.const("min_norm", _MIN_NORM)), output=SENTENCE_EMBEDDING)
 
 
@@ -294,7 +297,8 @@ def build_sentence_model(config: BertConfig, weights: dict[str, np.ndarray]) -> 
         x = _encoder_layer(g, x, bias, index, config, output=LAST_HIDDEN_STATE if last else None)
     _mean_pool_normalise(g, x, mask)
     inputs = [helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"]) for name in INPUT_NAMES]
-    outputs = [helper.make_tensor_value_info(SENTENCE_EMBEDDING, TensorProto.FLOAT, ["batch", config.hidden_size])]
+    outputs = [helper.make_tensor_value_info(SENTENCE_EMBEDDING, TensorProto.FLOAT, ["batch", config.hidden_size]),
+               helper.make_tensor_value_info(SENTENCE_NORM, TensorProto.FLOAT, ["batch", 1])]
     graph = helper.make_graph(g.nodes, "sentence_encoder", inputs, outputs, initializer=g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
     onnx.checker.check_model(model)

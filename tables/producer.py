@@ -44,13 +44,15 @@ class BrokerUnavailable(StreamvecError):
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One record to send: ``partition`` None lets the producer pick by key."""
+    """One record to send: ``partition`` None lets the producer pick by key; ``timestamp``
+    (seconds) None stamps it now (a repartitioned record keeps its original's)."""
 
     topic: str
     key: bytes | None
     value: bytes | None
     partition: int | None = None
     headers: Headers = ()
+    timestamp: float | None = None
 
 
 class DurableProducer:
@@ -86,7 +88,9 @@ class DurableProducer:
     async def _send(self, records: Sequence[Outgoing]) -> list[RecordMetadata]:
         producer = await self._started()
         pending = [await producer.send(r.topic, value=r.value, key=r.key, partition=r.partition,
-                                       headers=list(r.headers) or None) for r in records]
+                                       headers=list(r.headers) or None,
+                                       timestamp_ms=None if r.timestamp is None else int(r.timestamp * 1000))
+                   for r in records]
         return list(await asyncio.gather(*pending))
 
     async def stop(self) -> None:

@@ -59,6 +59,14 @@ class VectorTable(faust.Table):
         """The partitions this worker holds, active or standby, with their state."""
         return self.store.copies()
 
+    def actives(self) -> set[int]:
+        """The partitions this worker consumes whose index is built."""
+        return {p for p, copy in self.copies().items() if copy.active and copy.built}
+
+    def actives_built(self) -> bool:
+        """Every partition this worker consumes is built into the index (standbys aside)."""
+        return all(copy.built for copy in self.copies().values() if copy.active)
+
     def record_in(self, partition: int, doc_id: str) -> codec.Record | None:
         """The stored record of ``doc_id`` in ``partition`` (a partition this worker holds),
         tombstones included: deletes keep their version."""

@@ -58,19 +58,27 @@ def worker(web_port: int | None, web_host: str | None, datadir: Path | None, bro
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--to", "to", type=click.Choice(["events", "watchlist", "activity"]), default="events",
+              show_default=True, help="Documents, watchlist patterns (keyed by id) or activity (keyed by user).")
 @click.option("--broker", help="Kafka bootstrap server (STREAMVEC_BROKER).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def produce(file: Path, broker: str | None, quiet: bool) -> None:
-    """Send FILE.jsonl (one event per line) to the events topic and wait for every ack."""
+def produce(file: Path, to: str, broker: str | None, quiet: bool) -> None:
+    """Send FILE.jsonl (one record per line) to a topic of the app and wait for every ack."""
     from app.cli.producer import ProduceError, produce as send, read_events
+    from app.settings import WATCHLIST_PARTITIONS
 
     settings = _settings(broker=broker)
+    topic, partitions, key_field = {
+        "events": (settings.events_topic, settings.partitions, "id"),
+        "watchlist": (settings.watchlist_topic, WATCHLIST_PARTITIONS, "id"),
+        "activity": (settings.activity_topic, settings.partitions, "user"),
+    }[to]
     try:
-        lines = read_events(file)
+        lines = read_events(file, key_field)
     except ProduceError as exc:
         raise click.ClickException(str(exc)) from None
-    sent = asyncio.run(send(settings.broker, settings.events_topic, settings.partitions, lines, progress=not quiet))
-    click.echo(f"{sent} events acknowledged on {settings.events_topic}")
+    sent = asyncio.run(send(settings.broker, topic, partitions, lines, progress=not quiet))
+    click.echo(f"{sent} records acknowledged on {topic}")
 
 
 @main.command()

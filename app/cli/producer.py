@@ -32,17 +32,18 @@ class Line:
     value: bytes | None  # None: a tombstone (delete)
 
 
-def read_events(path: Path) -> list[Line]:
-    """Every line as a keyed record; raises on the first line that is not an event object."""
+def read_events(path: Path, key_field: str = "id") -> list[Line]:
+    """Every line as a record keyed by its ``key_field`` (``id`` for events and watchlist
+    patterns, ``user`` for activity); raises on the first line that is not such an object."""
     lines = []
     for number, raw in _numbered(path):
         try:
             body = json.loads(raw)
         except ValueError as exc:
             raise ProduceError(f"{path}:{number}: not JSON ({exc})") from None
-        if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not body["id"]:
-            raise ProduceError(f'{path}:{number}: each line must be a JSON object with a non-empty string "id"')
-        lines.append(Line(body["id"].encode(), raw.encode()))
+        if not isinstance(body, dict) or not isinstance(body.get(key_field), str) or not body[key_field]:
+            raise ProduceError(f'{path}:{number}: each line must be a JSON object with a non-empty string "{key_field}"')
+        lines.append(Line(body[key_field].encode(), raw.encode()))
     return lines
 
 

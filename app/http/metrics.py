@@ -16,7 +16,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from agents.analysis import AlertCounts
 from agents.status import CAUSES, IngestStatus
+from index.alerts import KINDS
+from index.health import HealthMonitor
+from index.watchlist import Watchlist
 from tables.vectors import VectorTable
 
 # Query stages: embed (query text → vector, or the stored vector of an `id` query), fanout
@@ -24,6 +28,14 @@ from tables.vectors import VectorTable
 # partitions, also when serving another worker), merge (top-k of the answers).
 STAGES = ("embed", "local_search", "fanout", "merge")
 _QUERY_BUCKETS = (.0002, .0005, .001, .0015, .002, .003, .004, .006, .008, .012, .02, .05, .1, .25, 1.0)
+# Health figures of a window summary (index/health.py) exposed as gauges, with their help text.
+_HEALTH_GAUGES = {
+    "drift": "1 - cosine between the window's mean vector and the partition's reference window's",
+    "norm_mean": "Mean vector norm before normalising (embedded texts)",
+    "truncated_share": "Share of embedded texts longer than the model reads",
+    "text_chars_mean": "Mean text length in characters",
+    "best_similarity_mean": "Mean similarity of new documents to their nearest earlier document (novelty pass)",
+}
 _FRESHNESS_BUCKETS = (.01, .025, .05, .075, .1, .15, .2, .3, .5, .75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -96,6 +108,37 @@ def consumer_lag(app: faust.App, changelog: str) -> dict[tuple[str, int], int]:
         if highwater is not None:
             behind[(tp.topic, tp.partition)] = max(0, highwater - (read + 1 if read is not None else 0))
     return behind
+class _UseCaseCollector(Collector):
+    """Alerts, the watchlist and embedding health, read at scrape time."""
+
+    def __init__(self, counts: AlertCounts, watchlist: Watchlist, health: HealthMonitor, table: VectorTable) -> None:
+        self._counts = counts
+        self._watchlist = watchlist
+        self._health = health
+        self._table = table
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        alerts = CounterMetricFamily("streamvec_alerts", "Alerts produced by this worker, by kind and label "
+                                     '(once per label; an alert without labels under label="")', labels=["kind", "label"])
+        for (kind, label), count in sorted(self._counts.by_kind_label.items()):
+            alerts.add_metric([kind, label], count)
+        yield alerts
+        yield GaugeMetricFamily("streamvec_watchlist_patterns", "Patterns in this worker's watchlist",
+                                value=len(self._watchlist))
+        snapshot = self._health.snapshot(self._table.actives())
+        documents = GaugeMetricFamily("streamvec_embedding_documents", "Documents embedding health has seen "
+                                      "per partition on this worker", labels=["partition"])
+        gauges = {name: GaugeMetricFamily(f"streamvec_embedding_{name}", text, labels=["partition", "window"])
+                  for name, text in _HEALTH_GAUGES.items()}
+        for partition, health in snapshot.items():
+            documents.add_metric([partition], health["documents"])
+            for window in ("current", "last"):
+                for name, gauge in gauges.items():
+                    value = (health[window] or {}).get(name)
+                    if value is not None:
+                        gauge.add_metric([partition, window], value)
+        yield documents
+        yield from gauges.values()
 
 
 class Metrics:
@@ -112,10 +155,34 @@ class Metrics:
             "streamvec_searchable_latency_seconds",
             "Event → searchable: from the event's Kafka timestamp to its write being in the index",
             ["kind"], buckets=_FRESHNESS_BUCKETS, registry=self.registry)
+        self._detection = Histogram(
+            "streamvec_alert_latency_seconds",
+            "Detection latency: from the document's event time to its alert acknowledged by the broker",
+            ["kind"], buckets=_FRESHNESS_BUCKETS, registry=self.registry)
+        self._profiled = Histogram(
+            "streamvec_profile_latency_seconds",
+            "Activity → profile: from the activity's timestamp to the profile write acknowledged by the broker",
+            buckets=_FRESHNESS_BUCKETS, registry=self.registry)
         for stage in STAGES:
             self._stage_seconds.labels(stage)
         for kind in ("text", "vector"):
             self._searchable.labels(kind)
+        for kind in KINDS:
+            self._detection.labels(kind)
+
+    def watch_use_cases(self, counts: AlertCounts, watchlist: Watchlist, health: HealthMonitor,
+                        table: VectorTable) -> None:
+        """Expose alerts, the watchlist and embedding health (built after the metrics)."""
+        self.registry.register(_UseCaseCollector(counts, watchlist, health, table))
+
+    def observe_detected(self, kind: str, latencies: Sequence[float]) -> None:
+        histogram = self._detection.labels(kind)
+        for seconds in latencies:
+            histogram.observe(max(0.0, seconds))
+
+    def observe_profiled(self, latencies: Sequence[float]) -> None:
+        for seconds in latencies:
+            self._profiled.observe(max(0.0, seconds))
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

@@ -60,6 +60,22 @@ class SearchBody(_Request):
         return self
 
 
+class WatchlistCheckBody(_Request):
+    """Which watchlist patterns a text or vector matches now: exactly one of ``text`` and ``vector``."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["text"]}, {"required": ["vector"]}]})
+
+    text: str = Field(None, min_length=1, max_length=MAX_QUERY_TEXT, description="Text, embedded by the worker's model.")
+    vector: list[float] = Field(None, description="Vector of the model's dimension; normalised by the worker.")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> WatchlistCheckBody:
+        given = [name for name in ("text", "vector") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f'give exactly one of "text" or "vector" (got {given or "none"})')
+        return self
+
+
 class BatchSearchBody(_Request):
     """Several queries answered with one fan-out to the workers."""
 
@@ -101,6 +117,27 @@ class BatchSearchResponse(Coverage):
     took_ms: float
 
 
+class PatternMatch(BaseModel):
+    pattern: str = Field(description="The pattern's id on the watchlist topic.")
+    score: float = Field(description="Cosine similarity to the pattern.")
+    threshold: float = Field(description="The pattern's threshold: it matches at or above it.")
+    labels: list[str]
+
+
+class WatchlistCheckResponse(BaseModel):
+    matches: list[PatternMatch] = Field(description="Patterns matched now, best first.")
+    patterns: int = Field(description="Patterns this worker holds (every worker holds the whole watchlist).")
+    loaded: bool = Field(description="false while the worker is still reading the watchlist at start.")
+
+
+class Recommendations(Coverage):
+    user: str
+    results: list[Hit] = Field(description="Documents nearest the user's profile, best first; the user's recent "
+                                           "items left out.")
+    profile_events: int = Field(description="Activity events folded into the profile.")
+    took_ms: float
+
+
 class StoredDocument(BaseModel):
     id: str
     metadata: dict[str, Any]
@@ -135,6 +172,53 @@ class Readiness(BaseModel):
     ingest: dict[str, Any] = Field(description='{"flowing": true}, or while a batch is retried after a failure '
                                    'no event caused: {"flowing": false, "cause": "model"|"broker"|"store"|'
                                    '"observer"|"internal", "error", "since", "attempts"}.')
+    watchlist_loaded: bool
+
+
+class AlertCounts(BaseModel):
+    by_kind: dict[str, int] = Field(description="watchlist, novel, drift.")
+    by_label: dict[str, int] = Field(description="Watchlist alerts by pattern label.")
+
+
+class WatchlistStats(BaseModel):
+    patterns: int
+    loaded: bool
+
+
+class HealthWindow(BaseModel):
+    documents: int
+    drift: float | None = Field(description="1 − cosine of this window's mean vector and the reference window's.")
+    norm_mean: float | None = Field(description="Mean vector norm before normalising (texts the model embedded).")
+    truncated_share: float | None = Field(description="Share of texts longer than the model reads.")
+    text_chars_mean: float | None
+    best_similarity_mean: float | None = Field(description="Mean similarity to the nearest earlier document "
+                                                           "(with novelty on).")
+
+
+class PartitionHealth(BaseModel):
+    documents: int
+    window: int = Field(description="Documents per window (STREAMVEC_HEALTH_WINDOW).")
+    windows_closed: int
+    reference: bool = Field(description="The reference window (the first full one) is set.")
+    current: HealthWindow = Field(description="The window being filled: the rolling figures.")
+    last: HealthWindow | None = Field(description="The last full window.")
+
+
+class GroupHealth(BaseModel):
+    partitions: int
+    documents: int
+    drift: float | None
+    drift_max: float | None
+    norm_mean: float | None
+    truncated_share: float | None
+    text_chars_mean: float | None
+    best_similarity_mean: float | None
+
+
+class HealthStats(BaseModel):
+    partitions: dict[str, PartitionHealth]
+    last: GroupHealth = Field(description="The group: the partitions' last full windows, weighted by documents.")
+    current: GroupHealth = Field(description="The group: the windows being filled.")
 
 
 class Stats(Coverage):
@@ -143,6 +227,9 @@ class Stats(Coverage):
                                      "indexed, deleted, stale, unchanged, dead_lettered.")
     dead_letter_reasons: dict[str, int]
     lag: int = Field(description="Events in the input topics not yet read, summed over the answering workers.")
+    alerts: AlertCounts = Field(description="Alerts produced, summed over workers.")
+    watchlist: WatchlistStats = Field(description="The watchlist as the workers hold it (the smallest count).")
+    health: HealthStats = Field(description="Embedding health per partition and for the group.")
     per_partition: dict[str, dict[str, Any]] = Field(description="documents and outcome counts by partition.")
     workers: dict[str, Any] = Field(description="Each worker's own report, by URL (or why it did not answer).")
 

@@ -19,14 +19,16 @@ _REF = "#/components/schemas/{model}"
 _MODELS: tuple[type[BaseModel], ...] = (
     models.SearchBody, models.BatchSearchBody, models.SearchResponse, models.BatchSearchResponse,
     models.Document, models.DocumentsBody, models.Documents, models.Error, models.Health, models.Readiness,
-    models.Stats, models.DeadLetters)
+    models.Stats, models.DeadLetters, models.WatchlistCheckBody, models.WatchlistCheckResponse,
+    models.Recommendations)
 
 
 def build_openapi(dim: int, protected: bool) -> dict[str, Any]:
     """The API description for a model of ``dim`` dimensions; ``protected``: an API key is set."""
     _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template=_REF)
     schemas = {name: _tidy(schema) for name, schema in defs["$defs"].items()}
-    schemas["SearchBody"]["properties"]["vector"].update(minItems=dim, maxItems=dim)
+    for body in ("SearchBody", "WatchlistCheckBody"):
+        schemas[body]["properties"]["vector"].update(minItems=dim, maxItems=dim)
     error = _response("What is wrong and how to fix it", "Error")
     auth = {"401": _response("API key missing or wrong", "Error")} if protected else {}
     search_answers = {"400": error, "404": _response("The `id` asked for is not stored", "Error"),
@@ -62,6 +64,22 @@ def build_openapi(dim: int, protected: bool) -> dict[str, Any]:
                 answers={"200": _response("The documents, null where an id is not stored", "Documents"),
                          "400": error, "413": _response("The body is larger than the server accepts", "Error"),
                          **auth})},
+            "/watchlist/check": {"post": _operation(
+                "Which watchlist patterns a text or vector matches now (this worker's copy of the watchlist)", auth,
+                body="WatchlistCheckBody", answers={"200": _response("Matching patterns, best first",
+                                                                     "WatchlistCheckResponse"),
+                                                    "400": error, "413": search_answers["413"], **auth})},
+            "/recommendations/{user}": {"get": _operation(
+                "Documents for a user, searched with their activity profile; their recent items left out", auth,
+                parameters=[{"name": "user", "in": "path", "required": True,
+                             "schema": {"type": "string", "minLength": 1, "maxLength": models.MAX_ID}},
+                            _query("k", {**number, "maximum": models.MAX_K}),
+                            _query("ef", {**number, "maximum": models.MAX_EF}),
+                            _query("filter", {"type": "string", "maxLength": models.MAX_QUERY_PARAM},
+                                   description="Metadata filter as JSON, as in /search")],
+                answers={"200": _response("Top-k documents for the user, best first", "Recommendations"),
+                         "400": error, "404": _response("The user has no profile", "Error"),
+                         "503": _response("No profile found, and some partitions did not answer", "Error"), **auth})},
             "/health": {"get": _operation("The process is alive (never needs the API key)", {},
                                           answers={"200": _response("Alive", "Health")})},
             "/ready": {"get": _operation("Recovered and serving; 503 while recovering or rebalancing", auth, answers={
@@ -105,8 +123,9 @@ def _response(description: str, model: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": _REF.format(model=model)}}}}
 
 
-def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": schema}
+def _query(name: str, schema: dict[str, Any], required: bool = False, description: str | None = None) -> dict[str, Any]:
+    parameter = {"name": name, "in": "query", "required": required, "schema": schema}
+    return parameter if description is None else {**parameter, "description": description}
 
 
 def _tidy(schema: Any) -> Any:

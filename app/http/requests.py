@@ -7,6 +7,7 @@ into one readable sentence.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,8 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from app.http.models import MAX_QUERY_PARAM, BatchSearchBody, DocumentsBody, SearchBody
+from app.http.models import (MAX_EF, MAX_ID, MAX_K, MAX_QUERY_PARAM, BatchSearchBody, DocumentsBody, SearchBody,
+                             WatchlistCheckBody)
 from index.exceptions import StreamvecError, VectorError
 from index.filters import FilterError, Predicate, compile_filter
 from index.vectors import unit_vector
@@ -102,6 +104,42 @@ def parse_batch(body: bytes, dim: int) -> tuple[list[SearchRequest], dict[int, i
 def parse_ids(body: bytes) -> list[str]:
     """A ``POST /documents/batch`` body: the ids, in request order."""
     return list(_validated(DocumentsBody, body).ids)
+
+
+def parse_watchlist_check(body: bytes, dim: int) -> tuple[str | None, np.ndarray | None]:
+    """A ``POST /watchlist/check`` body: ``(text, None)`` or ``(None, unit vector)``."""
+    check = _validated(WatchlistCheckBody, body)
+    return check.text, None if check.vector is None else parse_vector(check.vector, dim)
+
+
+def recommendation_params(user: str, query: Mapping[str, str]) -> SearchRequest:
+    """``GET /recommendations/{user}?k=…&ef=…&filter=…`` as a search request still without its
+    vector: the view sets the user's profile vector."""
+    if len(user) > MAX_ID:
+        raise RequestError(f"the user id is longer than {MAX_ID} characters")
+    unknown = set(query) - {"k", "ef", "filter"}
+    if unknown:
+        raise RequestError(f"unknown parameter(s) {sorted(unknown)}; allowed: k, ef, filter")
+    if len(query.get("filter", "")) > MAX_QUERY_PARAM:
+        raise RequestError(f'parameter "filter" is longer than {MAX_QUERY_PARAM} characters')
+    numbers = {"k": 10}
+    for name, most in (("k", MAX_K), ("ef", MAX_EF)):
+        if name in query:
+            try:
+                numbers[name] = int(query[name])
+            except ValueError:
+                raise RequestError(f'parameter "{name}" must be an integer, got {query[name]!r}') from None
+            if not 1 <= numbers[name] <= most:
+                raise RequestError(f'parameter "{name}" must be from 1 to {most}, got {numbers[name]}')
+    spec = None
+    if "filter" in query:
+        try:
+            spec = json.loads(query["filter"])
+        except ValueError:
+            raise RequestError('parameter "filter" must be a JSON object, e.g. {"category": "food"}') from None
+        if not isinstance(spec, dict):
+            raise RequestError('parameter "filter" must be a JSON object, e.g. {"category": "food"}')
+    return SearchRequest(k=numbers["k"], ef=numbers.get("ef"), filter=spec, predicate=parse_filter(spec))
 
 
 def parse_vector(raw: Any, dim: int) -> np.ndarray:

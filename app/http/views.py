@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from app.http import page, wire
@@ -23,7 +22,9 @@ from app.http.auth import OPEN_PATHS, ClusterSecret, auth_middleware
 from app.http.deadletters import latest_dead_letters, parse_limit
 from app.http.metrics import Metrics
 from app.http.requests import RequestError, Row, parse_batch, parse_ids, parse_search, query_params
-from app.http.service import (SearchResult, SearchService, encode_answer, encode_documents, not_found_message)
+from app.http.responses import json_response, rendered
+from app.http.service import SearchService, encode_answer, encode_documents, not_found_message
+from app.http.uses import UseCaseViews
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -43,8 +44,8 @@ class WorkerFacts:
 
 
 def register_views(web_app: web.Application, service: SearchService, facts: WorkerFacts, metrics: Metrics,
-                   api_key: str, secret: ClusterSecret) -> None:
-    api = Api(service, facts, metrics)
+                   api_key: str, secret: ClusterSecret, uses: UseCaseViews) -> None:
+    api = Api(service, facts, metrics, uses)
     web_app.middlewares.extend([json_errors, auth_middleware(api_key, secret, OPEN_PATHS | page.PATHS)])
     routes = web_app.router
     # Before Faust's own routes (added when its web server starts): ours answer "/".
@@ -60,7 +61,10 @@ def register_views(web_app: web.Application, service: SearchService, facts: Work
     routes.add_get("/dead-letters", api.dead_letters)
     routes.add_get("/metrics", api.metrics_view)
     routes.add_get("/openapi.json", api.openapi)
+    routes.add_post("/watchlist/check", uses.watchlist_check)
+    routes.add_get("/recommendations/{user:.+}", uses.recommendations)
     routes.add_post("/internal/search", api.internal_search)
+    routes.add_post("/internal/profile", uses.internal_profile)
     routes.add_post("/internal/document", api.internal_document)
     routes.add_post("/internal/stats", api.internal_stats)
 
@@ -71,80 +75,83 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except RequestError as exc:
-        return _json({"error": str(exc)}, status=exc.status)
+        return json_response({"error": str(exc)}, status=exc.status)
     except wire.FrameError as exc:
-        return _json({"error": str(exc)}, status=400)
+        return json_response({"error": str(exc)}, status=400)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _json({"error": exc.reason}, status=exc.status, headers=_allow(exc))
+        return json_response({"error": exc.reason}, status=exc.status, headers=_allow(exc))
     except Exception:
         logger.exception("%s %s failed", request.method, request.path)
-        return _json({"error": "internal error; the worker log has the details"}, status=500)
+        return json_response({"error": "internal error; the worker log has the details"}, status=500)
 
 
 class Api:
     """The views."""
 
-    def __init__(self, service: SearchService, facts: WorkerFacts, metrics: Metrics) -> None:
+    def __init__(self, service: SearchService, facts: WorkerFacts, metrics: Metrics, uses: UseCaseViews) -> None:
         self.service = service
         self.facts = facts
         self.metrics = metrics
+        self.uses = uses
 
     # ---- public ---------------------------------------------------------------------
 
     async def search_post(self, request: web.Request) -> web.Response:
         query, after = parse_search(await request.read(), self.facts.dim)
-        return _json(_rendered(await self.service.search([query], after), single=True))
+        return json_response(rendered(await self.service.search([query], after), single=True))
 
     async def search_get(self, request: web.Request) -> web.Response:
         query, after = parse_search(query_params(request.query), self.facts.dim)
-        return _json(_rendered(await self.service.search([query], after), single=True))
+        return json_response(rendered(await self.service.search([query], after), single=True))
 
     async def search_batch(self, request: web.Request) -> web.Response:
         queries, after = parse_batch(await request.read(), self.facts.dim)
-        return _json(_rendered(await self.service.search(queries, after, endpoint="batch"), single=False))
+        return json_response(rendered(await self.service.search(queries, after, endpoint="batch"), single=False))
 
     async def document(self, request: web.Request) -> web.Response:
         doc_id = request.match_info["id"]
         found = await self.service.documents([doc_id])
         if doc_id not in found.documents:
-            return _json({"error": not_found_message(doc_id, found.coverage), **found.coverage.json()},
+            return json_response({"error": not_found_message(doc_id, found.coverage), **found.coverage.json()},
                          status=503 if found.coverage.partial else 404)
-        return _json({**found.documents[doc_id], **found.coverage.json()})
+        return json_response({**found.documents[doc_id], **found.coverage.json()})
 
     async def documents(self, request: web.Request) -> web.Response:
         ids = parse_ids(await request.read())
         found = await self.service.documents(ids)
-        return _json({"documents": [found.documents.get(doc_id) for doc_id in ids], **found.coverage.json()})
+        return json_response({"documents": [found.documents.get(doc_id) for doc_id in ids], **found.coverage.json()})
 
     async def health(self, request: web.Request) -> web.Response:
-        return _json({"status": "alive"})
+        return json_response({"status": "alive"})
 
     async def ready(self, request: web.Request) -> web.Response:
         state = self.facts.readiness()
-        return _json(state, status=200 if state["ready"] else 503)
+        return json_response(state, status=200 if state["ready"] else 503)
 
     async def stats(self, request: web.Request) -> web.Response:
-        return _json(await self.service.stats(self._report))
+        stats = await self.service.stats(self._report)
+        reports = [body for body in stats["workers"].values() if "error" not in body]
+        return json_response({**stats, **self.uses.merge_reports(reports)})
 
     async def dead_letters(self, request: web.Request) -> web.Response:
         letters = await latest_dead_letters(self.facts.broker, self.facts.dead_letter_topic,
                                             parse_limit(request.query))
-        return _json({"dead_letters": letters})
+        return json_response({"dead_letters": letters})
 
     async def metrics_view(self, request: web.Request) -> web.Response:
         body, content_type = self.metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return _json(self.facts.openapi)
+        return json_response(self.facts.openapi)
 
     # ---- internal: what this worker answers for another -----------------------------------
 
     async def internal_search(self, request: web.Request) -> web.Response:
         header, vectors = wire.unpack(await request.read())
-        rows = [Row.from_json(row) for row in header["rows"]]
+        rows = [Row.fromjson_response(row) for row in header["rows"]]
         after = {int(p): int(o) for p, o in header["after"].items()}
         result = await self.service.answer(vectors, rows, set(header["partitions"]), after)
         return web.Response(body=encode_answer(result), content_type=wire.CONTENT_TYPE)
@@ -156,21 +163,10 @@ class Api:
         return web.Response(body=encode_documents(found), content_type=wire.CONTENT_TYPE)
 
     async def internal_stats(self, request: web.Request) -> web.Response:
-        return _json(self.service.local_stats(self._report()))
+        return json_response(self.service.local_stats(self._report()))
 
     def _report(self) -> dict[str, Any]:
         return {**self.facts.report(), **self.facts.readiness(), "pid": os.getpid(), "started": _STARTED}
-
-
-def _rendered(result: SearchResult, single: bool) -> dict[str, Any]:
-    results = [[found.json() for found in row] for row in result.results]
-    return {"results": results[0] if single else results, **result.coverage.json(), "took_ms": result.took_ms}
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """JSON in C (orjson): a response of 10 hits with metadata and text is rendered in microseconds."""
-    return web.Response(body=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
-                        content_type="application/json", headers=headers)
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str]:

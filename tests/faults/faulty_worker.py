@@ -15,16 +15,28 @@ import numpy as np
 
 from app.cli import main
 from app.embedding import EmbeddingService
+from index.embedder import TextEmbeddings
 
 _DOWN = Path(os.environ["FAULT_MODEL_DOWN_FILE"])
 _real_embed = EmbeddingService.embed
+_real_embed_with_stats = EmbeddingService.embed_with_stats
+
+
+def _fail_while_down() -> None:
+    if _DOWN.exists():
+        raise RuntimeError("injected fault: the model is down")
 
 
 async def _embed(self: EmbeddingService, texts: Sequence[str]) -> np.ndarray:
-    if _DOWN.exists():
-        raise RuntimeError("injected fault: the model is down")
+    _fail_while_down()
     return await _real_embed(self, texts)
 
 
+async def _embed_with_stats(self: EmbeddingService, texts: Sequence[str]) -> TextEmbeddings:
+    _fail_while_down()
+    return await _real_embed_with_stats(self, texts)
+
+
 EmbeddingService.embed = _embed  # type: ignore[method-assign]
+EmbeddingService.embed_with_stats = _embed_with_stats  # type: ignore[method-assign]
 main(["worker"])

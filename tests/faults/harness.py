@@ -45,7 +45,7 @@ Record = tuple[bytes | None, bytes | None]
 class Expected:
     version: int | None
     live: bool
-    vector: list[float] | None  # the last upserted vector (also for a document deleted since)
+    vector_version: int | None  # the version of the last upserted vector (also for a document deleted since)
 
 
 class Ledger:
@@ -67,12 +67,11 @@ class Ledger:
             previous = self.expect.get(doc_id)
             if previous is not None and previous.live and self.rng.random() < delete_share:
                 records.append(_keyed(doc_id, {"id": doc_id, "op": "delete", "version": version}))
-                self.expect[doc_id] = Expected(version, False, previous.vector)
+                self.expect[doc_id] = Expected(version, False, previous.vector_version)
                 continue
-            vector = vector_for(doc_id, version)
-            records.append(_keyed(doc_id, {"id": doc_id, "vector": vector, "version": version,
+            records.append(_keyed(doc_id, {"id": doc_id, "vector": vector_for(doc_id, version), "version": version,
                                            "metadata": {"v": version}}))
-            self.expect[doc_id] = Expected(version, True, vector)
+            self.expect[doc_id] = Expected(version, True, version)
         return records
 
     def upserts(self, ids: Sequence[str]) -> list[Record]:
@@ -80,9 +79,8 @@ class Ledger:
         records = []
         for doc_id in ids:
             version = self._versions[doc_id] = self._versions.get(doc_id, 0) + 1
-            vector = vector_for(doc_id, version)
-            records.append(_keyed(doc_id, {"id": doc_id, "vector": vector, "version": version}))
-            self.expect[doc_id] = Expected(version, True, vector)
+            records.append(_keyed(doc_id, {"id": doc_id, "vector": vector_for(doc_id, version), "version": version}))
+            self.expect[doc_id] = Expected(version, True, version)
         return records
 
     def text_events(self, texts: Sequence[tuple[str, str]]) -> list[Record]:
@@ -97,6 +95,13 @@ class Ledger:
 
     def live(self) -> dict[str, Expected]:
         return {doc_id: e for doc_id, e in self.expect.items() if e.live}
+
+    def vector(self, doc_id: str) -> list[float]:
+        """The last vector upserted for ``doc_id``, computed again (100k kept as Python lists
+        would hold over a gigabyte)."""
+        version = self.expect[doc_id].vector_version
+        assert version is not None, f"{doc_id} never had a vector"
+        return vector_for(doc_id, version)
 
 
 def vector_for(doc_id: str, version: int) -> list[float]:
@@ -115,18 +120,29 @@ def _keyed(doc_id: str, body: dict[str, Any]) -> Record:
 class Feed:
     """Produces records in the background at about ``rate`` per second, in order, until all are
     acknowledged; a send that fails (the broker is down or stalled) is sent again, so the topic
-    may hold a record twice: the checks count what is in the topic, not what was meant."""
+    may hold a record twice: the checks count what is in the topic, not what was meant.
 
-    def __init__(self, broker: str, topic: str, records: Sequence[Record], rate: float, retry: bool = True) -> None:
-        self.broker, self.topic, self.records, self.rate, self.retry = broker, topic, list(records), rate, retry
+    ``records`` is a list, or a function giving the next ``n`` records: then the feed runs
+    until :meth:`stop`, and asks for a chunk only after the last one was acknowledged, so what
+    the function made (a ledger's expectations) is exactly what reached the topic."""
+
+    def __init__(self, broker: str, topic: str, records: Sequence[Record] | Callable[[int], Sequence[Record]],
+                 rate: float, retry: bool = True) -> None:
+        self.broker, self.topic, self.rate, self.retry = broker, topic, rate, retry
+        self._next = records if callable(records) else _chunks_of(list(records))
         self.sent = 0
         self.failures: list[str] = []
         self.error: BaseException | None = None
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feed", daemon=True)
 
     def start(self) -> Feed:
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        """End after the chunk being sent (a feed of a function runs until this)."""
+        self._stopping.set()
 
     def wait(self, timeout: float) -> None:
         self._thread.join(timeout)
@@ -146,16 +162,16 @@ class Feed:
     async def _produce(self) -> None:
         chunk = max(1, int(self.rate / 10))
         started = time.monotonic()
-        while self.sent < len(self.records):
-            batch = self.records[self.sent:self.sent + chunk]
-            try:
-                await self._send(batch)
-            except Exception as exc:  # the broker is hurt on purpose: send the chunk again
-                if not self.retry:
-                    raise
-                self.failures.append(f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(1.0)
-                continue
+        while not self._stopping.is_set() and (batch := self._next(chunk)):
+            while True:
+                try:
+                    await self._send(batch)
+                    break
+                except Exception as exc:  # the broker is hurt on purpose: send the chunk again
+                    if not self.retry:
+                        raise
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                    await asyncio.sleep(1.0)
             self.sent += len(batch)
             await asyncio.sleep(max(0.0, started + self.sent / self.rate - time.monotonic()))
 
@@ -168,6 +184,18 @@ class Feed:
             await asyncio.wait_for(asyncio.gather(*pending), 20)
         finally:
             await asyncio.wait_for(producer.stop(), 15)
+
+
+def _chunks_of(records: list[Record]) -> Callable[[int], list[Record]]:
+    """The next ``n`` records of a list at each call; empty at the end."""
+    position = 0
+
+    def take(n: int) -> list[Record]:
+        nonlocal position
+        chunk = records[position:position + n]
+        position += len(chunk)
+        return chunk
+    return take
 
 
 def send_now(broker: str, topic: str, records: Sequence[Record]) -> None:
@@ -324,16 +352,16 @@ def verify(worker: Worker, ledger: Ledger, produced: int, sample: int = 200) -> 
         f"{outcomes['dead_lettered']} dead letters, but {ledger.invalid} invalid events were produced"
     lost, resurrected = _check_documents(worker, ledger)
     rng = random.Random(produced)
-    live = {doc_id: e for doc_id, e in ledger.live().items() if e.vector is not None}
-    gone = [doc_id for doc_id, e in ledger.expect.items() if not e.live and e.vector is not None]
+    live = {doc_id: e for doc_id, e in ledger.live().items() if e.vector_version is not None}
+    gone = [doc_id for doc_id, e in ledger.expect.items() if not e.live and e.vector_version is not None]
     duplicates = 0
     for doc_id in rng.sample(sorted(live), min(sample, len(live))):
-        ids = [hit["id"] for hit in worker.search(vector=live[doc_id].vector, k=20)["results"]]
+        ids = [hit["id"] for hit in worker.search(vector=ledger.vector(doc_id), k=20)["results"]]
         duplicates += len(ids) - len(set(ids))
         if not ids or ids[0] != doc_id:
             lost.append(f"{doc_id} (its vector finds {ids[:3]})")
     for doc_id in rng.sample(gone, min(sample, len(gone))):
-        ids = [hit["id"] for hit in worker.search(vector=ledger.expect[doc_id].vector, k=5)["results"]]
+        ids = [hit["id"] for hit in worker.search(vector=ledger.vector(doc_id), k=5)["results"]]
         duplicates += len(ids) - len(set(ids))
         if doc_id in ids:
             resurrected.append(f"{doc_id} (found by search)")

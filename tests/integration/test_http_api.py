@@ -91,7 +91,8 @@ def test_schemathesis_finds_no_server_error_and_no_response_that_breaks_the_sche
 def test_every_endpoint_but_health_needs_the_api_key(workers: dict[str, Worker]) -> None:
     guarded = workers["guarded"]
     paths = [("GET", "/ready"), ("GET", "/stats"), ("GET", "/metrics"), ("GET", "/openapi.json"),
-             ("GET", "/search?q=cat"), ("GET", "/documents/x"), ("POST", "/search"), ("POST", "/search/batch")]
+             ("GET", "/search?q=cat"), ("GET", "/documents/x"), ("POST", "/search"), ("POST", "/search/batch"),
+             ("POST", "/watchlist/check"), ("GET", "/recommendations/x")]
     for method, path in paths:
         assert call(guarded, method, path) == 401, path
         assert call(guarded, method, path, {API_KEY_HEADER: "wrong"}) == 401, path
@@ -107,7 +108,7 @@ def test_every_endpoint_but_health_needs_the_api_key(workers: dict[str, Worker])
 def test_worker_endpoints_need_the_cluster_secret_even_without_an_api_key(workers: dict[str, Worker], name: str) -> None:
     worker = workers[name]
     key = {API_KEY_HEADER: API_KEY} if name == "guarded" else {}
-    for path in ("/internal/search", "/internal/document", "/internal/stats"):
+    for path in ("/internal/search", "/internal/document", "/internal/stats", "/internal/profile"):
         assert call(worker, "POST", path, key, b"{}") == 403, path
         assert call(worker, "POST", path, {**key, SECRET_HEADER: "guess"}, b"{}") == 403, path
     secret = SECRET if name == "guarded" else asyncio.run(_shared_secret(worker))

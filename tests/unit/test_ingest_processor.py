@@ -27,6 +27,7 @@ from agents.ingest import IngestProcessor, Options, register_ingest
 from agents.observers import DeletedDocument, IndexedDocument
 from agents.status import IngestStatus
 from index import codec, progress
+from index.embedder import TextEmbeddings
 from index.events import Event, Limits, parse_event
 from index.progress import OUTCOMES, Progress
 from tables.producer import BrokerUnavailable, Outgoing
@@ -132,6 +133,10 @@ class Model:
             raise RuntimeError("the model choked")
         rows = [np.frombuffer(hashlib.sha256(text.encode()).digest()[:DIM], dtype=np.uint8) + 1.0 for text in texts]
         return np.array([row / np.linalg.norm(row) for row in rows], dtype=np.float32)
+
+    async def embed_with_stats(self, texts: Sequence[str]) -> TextEmbeddings:
+        vectors = await self.embed(texts)
+        return TextEmbeddings(vectors, np.full(len(texts), 2.0, np.float32), np.array(["long" in t for t in texts]))
 
 
 class Positions:
@@ -481,3 +486,12 @@ def test_searchable_latency_is_reported_per_kind_once_the_index_has_the_batch() 
     assert sorted(kinds) == ["text", "vector"]
     assert len(kinds["text"]) == 2 and len(kinds["vector"]) == 2  # a delete waits for no model either
     assert all(2.0 <= seconds < 10.0 for values in kinds.values() for seconds in values)
+
+
+def test_observers_see_what_the_model_measured_of_each_embedded_text() -> None:
+    rig = Rig()
+    assert rig.run(rig.event({"id": "short", "text": "a cat"}), rig.event({"id": "long", "text": "a long text"}),
+                   rig.event({"id": "mine", "vector": [1, 0, 0, 0]}))
+    [(indexed, _)] = rig.observer.batches
+    measured = {doc.id: (doc.embedded, doc.norm, doc.truncated) for doc in indexed}
+    assert measured == {"short": (True, 2.0, False), "long": (True, 2.0, True), "mine": (False, None, None)}

@@ -11,6 +11,7 @@ import pytest
 
 from app.embedding import EmbeddingService
 from app.settings import Settings, SettingsError
+from index.embedder import TextEmbeddings
 
 
 class CountingEmbedder:
@@ -25,6 +26,10 @@ class CountingEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         self.seen.extend(texts)
         return np.array([[len(text), 1.0, 0.0, 0.0] for text in texts], dtype=np.float32)
+
+    def embed_with_stats(self, texts: list[str]) -> TextEmbeddings:
+        vectors = self.embed(texts)
+        return TextEmbeddings(vectors, np.linalg.norm(vectors, axis=1), np.zeros(len(texts), dtype=bool))
 
 
 def run(coro: Any) -> Any:

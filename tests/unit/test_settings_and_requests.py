@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.http.requests import RequestError, parse_batch, parse_search, query_params
+from app.http.requests import (RequestError, parse_batch, parse_search, parse_watchlist_check, query_params,
+                               recommendation_params)
 from app.settings import Settings, SettingsError, describe
 
 
@@ -25,6 +26,13 @@ def test_settings_come_from_prefixed_variables_and_flags_win() -> None:
     ({"STREAMVEC_PARTITIONS": "four"}, "not a valid int"),
     ({"STREAMVEC_PARTITIONS": "0"}, "at least 1"),
     ({"STREAMVEC_WEB_PORT": "70000"}, "TCP port"),
+    ({"STREAMVEC_ALERT_THRESHOLD": "1.5"}, "ALERT_THRESHOLD is a cosine"),
+    ({"STREAMVEC_NOVELTY_THRESHOLD": "-0.1"}, "NOVELTY_THRESHOLD one from 0"),
+    ({"STREAMVEC_DRIFT_THRESHOLD": "0"}, "DRIFT_THRESHOLD is 1 − cosine"),
+    ({"STREAMVEC_HEALTH_WINDOW": "1"}, "HEALTH_WINDOW must be at least 2"),
+    ({"STREAMVEC_ACTION_WEIGHTS": "view:1,buy"}, "'buy' is not `action:number`"),
+    ({"STREAMVEC_ACTION_WEIGHTS": "view:inf"}, "finite weight"),
+    ({"STREAMVEC_CDC_TOPIC": "streamvec-activity", "STREAMVEC_CDC_TEXT_COLUMNS": "t"}, "not streamvec's own"),
 ])
 def test_bad_settings_say_which_variable_is_wrong(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
@@ -84,6 +92,36 @@ def test_get_search_parameters() -> None:
         query_params({"k": "3"})
     with pytest.raises(RequestError, match="integer"):
         query_params({"q": "x", "k": "many"})
+
+
+def test_action_weights_are_read_into_a_map() -> None:
+    settings = Settings.from_env({"STREAMVEC_ACTION_WEIGHTS": " view:1, dislike:-2.5 ,"})
+    assert settings.action_weight_map == {"view": 1.0, "dislike": -2.5}
+
+
+def test_recommendation_parameters() -> None:
+    request = recommendation_params("u", {"k": "5", "filter": '{"category": "food"}'})
+    assert (request.k, request.filter, request.vector, request.id) == (5, {"category": "food"}, None, None)
+    assert request.predicate is not None and request.predicate({"category": "food"})
+    assert recommendation_params("u", {}).k == 10
+    for query, message in (({"k": "0"}, "from 1 to 1000"), ({"k": "x"}, "must be an integer"),
+                           ({"filter": "[1]"}, "JSON object"), ({"filter": "{"}, "JSON object"),
+                           ({"filter": '{"a": {"$near": 1}}'}, "near"), ({"q": "x"}, "unknown parameter"),
+                           ({"filter": " " * 501}, "longer than 500")):
+        with pytest.raises(RequestError, match=message):
+            recommendation_params("u", query)
+    with pytest.raises(RequestError, match="longer than 512"):
+        recommendation_params("u" * 513, {})
+
+
+def test_a_watchlist_check_takes_a_text_or_a_vector() -> None:
+    assert parse_watchlist_check(b'{"text": "a tiger"}', 3) == ("a tiger", None)
+    text, vector = parse_watchlist_check(b'{"vector": [3, 0, 4]}', 3)
+    assert text is None and vector is not None and vector.tolist() == pytest.approx([0.6, 0, 0.8])
+    for body, message in ((b'{"text": "a", "vector": [1, 0, 0]}', "exactly one"), (b"{}", "exactly one"),
+                          (b'{"vector": [1, 0]}', "3 dimensions"), (b'{"text": "a", "k": 3}', "unknown field")):
+        with pytest.raises(RequestError, match=message):
+            parse_watchlist_check(body, 3)
 
 
 def test_the_readme_lists_every_setting_as_the_code_describes_it() -> None:

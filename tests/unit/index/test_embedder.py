@@ -223,7 +223,7 @@ def test_ready_onnx_model(
 
 
 def test_last_hidden_state_output_is_pooled_here(
-    converted: ModelFiles, tmp_path: Path, model_cache: Path, reference: dict[str, Any]
+    embedder: Embedder, converted: ModelFiles, tmp_path: Path, model_cache: Path, reference: dict[str, Any]
 ) -> None:
     model = onnx.load(str(converted.onnx_path))
     del model.graph.output[:]
@@ -236,6 +236,16 @@ def test_last_hidden_state_output_is_pooled_here(
     assert unpooled.dim == 384
     vectors = unpooled.embed(reference["sentences"])
     assert row_cosines(vectors, reference_matrix(reference)).min() >= MIN_COSINE
+    # The norm before normalising: the converted graph's own output equals pooling here.
+    np.testing.assert_allclose(embedder.embed_with_stats(reference["sentences"]).norms,
+                               unpooled.embed_with_stats(reference["sentences"]).norms, rtol=1e-3)
+
+
+def test_stats_say_which_texts_the_model_truncated(embedder: Embedder) -> None:
+    stats = embedder.embed_with_stats(["a short text", "word " * 300, "word " * 200])
+    assert stats.truncated.tolist() == [False, True, False]
+    assert np.isfinite(stats.norms).all() and (stats.norms > 0).all()
+    np.testing.assert_array_equal(stats.vectors, embedder.embed(["a short text", "word " * 300, "word " * 200]))
 
 
 def test_unknown_model_names_the_fix(tmp_path: Path) -> None:
