@@ -7,6 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -28,12 +29,15 @@ from app.usecases import UseCases, register_use_cases
 from index.events import parse_event
 from index.hnsw import VectorIndex
 from tables.producer import MAX_REQUEST_BYTES, DurableProducer
-from tables.vectors import VectorTable, keep_standbys_fresh, raw_bytes
+from tables.indexed_store import Snapshots
+from tables.vectors import VectorTable, keep_snapshots, keep_standbys_fresh, raw_bytes
 
 logger = logging.getLogger(__name__)
 
 STANDBY_FLUSH_SECONDS = 0.02
 """How often buffered standby changelog records are applied (a warm standby answers queries)."""
+SNAPSHOT_DIR = "vectors-index.snapshot"
+"""The index snapshot's directory, beside the worker's table stores (see tables/indexed_store.py)."""
 
 
 @dataclass
@@ -85,9 +89,13 @@ def create_app(settings: Settings) -> Streamvec:
     embedding = EmbeddingService(embedder, query_cache_size=settings.query_cache_size)
     index = VectorIndex(embedder.dim, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
                         ef_search=settings.ef_search)
-    table = app.tables.add(VectorTable(app, index=index, partitions=settings.partitions,
+    snapshots = Snapshots(Path(app.conf.tabledir) / SNAPSHOT_DIR, embedder.model_id) \
+        if settings.snapshot_interval > 0 else None
+    table = app.tables.add(VectorTable(app, index=index, snapshots=snapshots, partitions=settings.partitions,
                                          options=settings.rocksdb_options))
     keep_standbys_fresh(app, STANDBY_FLUSH_SECONDS)
+    if snapshots is not None:
+        keep_snapshots(app, table, settings.snapshot_interval)
     status = IngestStatus()
     metrics = Metrics(table, status, app)
     uses = _register_ingest(app, settings, table, embedding, status, metrics)
@@ -153,7 +161,7 @@ def _register_http(app: faust.App, settings: Settings, table: VectorTable, embed
                 "rebalancing": app.rebalancing, "ingest": ingest}
 
     parsers_topics = {settings.events_topic, *([settings.cdc_topic] if settings.cdc_topic else [])}
-    use_views = UseCaseViews(uses, service, embedding, fanout)
+    use_views = UseCaseViews(uses, service, embedding, fanout, settings.broker, settings.alerts_topic)
 
     def report() -> dict[str, Any]:
         return {"embeddings_reused": status.embeddings_reused, "query_cache": embedding.cache_stats(),

@@ -70,6 +70,7 @@ class Settings:
     hnsw_m: int = field(default=16, metadata={"doc": "HNSW graph degree M."})
     hnsw_ef_construction: int = field(default=200, metadata={"doc": "HNSW ef at build time."})
     hnsw_ef_search: int = field(default=0, metadata={"doc": "Default HNSW ef per partition at query time (a query may pass `ef`); 0 = the lowest that kept recall@10 ≥ 0.95 in `make bench-query`: 40 below 4 partitions, 20 from 4 on."})
+    snapshot_interval: float = field(default=60.0, metadata={"doc": "Seconds between snapshots of the worker's index into its data dir (only when the index moved on; also at a clean stop), so a restart loads it and replays only the changelog after it instead of building; 0 turns snapshots off."})
     rocksdb_write_buffer_mb: int = field(default=4, metadata={"doc": "RocksDB memtable size per table partition (Faust's default, 64, holds ~40k records per partition in memory)."})
     rocksdb_block_cache_mb: int = field(default=8, metadata={"doc": "RocksDB block cache per table partition (reads are rare: the index answers queries)."})
     web_host: str = field(default="127.0.0.1", metadata={"doc": "Host other workers use to reach this one (must be unique with the port)."})
@@ -234,6 +235,8 @@ class Settings:
             raise SettingsError("timeouts must be positive")
         if self.max_standby_lag < 0:
             raise SettingsError(f"{ENV_PREFIX}MAX_STANDBY_LAG cannot be negative")
+        if self.snapshot_interval < 0:
+            raise SettingsError(f"{ENV_PREFIX}SNAPSHOT_INTERVAL cannot be negative (0 turns snapshots off)")
         choices = {"quantize": ("none", "int8"), "embed_provider": ("cpu", "cuda"), "event_loop": ("uvloop", "asyncio")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -322,10 +322,25 @@ class VectorIndex:
         with self._lock.read():
             yield self._index
 
+    def adopt(self, other: VectorIndex, partitions: set[int]) -> None:
+        """Take over ``other``'s graph and documents (a loaded snapshot), then drop every
+        partition but ``partitions``; this index must be empty, and keeps its own ``ef_search``."""
+        with self._lock.write():
+            if self._live or self._ids:
+                raise ValueError("adopt() needs an empty index")
+            if other.dim != self._dim:
+                raise ValueError(f"adopt() got an index of dimension {other.dim}, this one has {self._dim}")
+            self._index, self._ids, self._partition_of = other._index, other._ids, other._partition_of
+            self._metadata, self._free, self._by_partition, self._live = (
+                other._metadata, other._free, other._by_partition, other._live)
+        for partition in set(self._by_partition) - partitions:
+            self.drop_partition(partition)
+
     @classmethod
     def restore(cls, index: hnswlib.Index, ids: list[str | None], partitions: np.ndarray,
                 metadata: list[bytes | None], free: list[int], *, ef_search: int, seed: int = 100) -> VectorIndex:
-        """An index around a loaded hnswlib index and the state :meth:`state` gave."""
+        """An index around a loaded hnswlib index and the state :meth:`state` gave; a label
+        without an id that is not free yet (a partition left out of a snapshot) is freed."""
         restored = cls.__new__(cls)
         restored._dim = index.dim
         restored._ef_search = ef_search
@@ -334,11 +349,16 @@ class VectorIndex:
         restored._ids = ids
         restored._partition_of = np.asarray(partitions, dtype=np.int16).copy()
         restored._metadata = metadata
-        restored._free = free
+        restored._free = list(free)
+        freed = set(free)
         restored._by_partition = {}
         for label, doc_id in enumerate(ids):
             if doc_id is not None:
                 restored._by_partition.setdefault(int(partitions[label]), {})[doc_id] = label
+            elif label not in freed:
+                index.mark_deleted(label)
+                restored._partition_of[label] = _FREE
+                restored._free.append(label)
         restored._live = sum(len(docs) for docs in restored._by_partition.values())
         restored._lock = _ReadWriteLock()
         restored._rng = random.Random(seed)

@@ -14,6 +14,14 @@ arrives and a standby is promoted without a rebuild. Data reaches a partition th
   known. A newly held partition is built into the index from its local RocksDB there, because
   recovery replays only what came after the persisted offset.
 
+Snapshots (:mod:`index.snapshot`) spare a restart that build. The index is saved on a schedule
+and at a clean stop with, per partition, the changelog offset its documents reflect. At the
+first rebalance after a start, a snapshot that checks out is loaded before recovery begins, and
+each of its partitions that this worker holds and whose local store has reached the snapshot's
+offset reports that offset as its persisted one: recovery then replays the changelog after it
+into RocksDB and the index alike, and the partition is not built. A partition the snapshot
+lacks, or whose store is behind it, is built as before.
+
 Index work never runs on the event loop. Each partition has a slot with a :class:`Lane`: its jobs
 run one at a time in order, partitions in parallel on one shared pool. A build reads RocksDB in
 chunks, each a lane job that takes the database handle when it runs and drops it when it ends, so
@@ -29,9 +37,11 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,9 +49,10 @@ from faust.stores.rocksdb import Store
 from faust.types import TP, EventT
 from rocksdict import WriteBatch
 
-from index import codec, progress
+from index import codec, progress, snapshot
 from index.hnsw import VectorIndex
 from index.progress import Progress
+from index.snapshot import Covered, SnapshotError
 from tables.lanes import Lane
 
 logger = logging.getLogger(__name__)
@@ -52,6 +63,14 @@ BUILD_CHUNK = 1024
 the longest it can delay another partition's writes."""
 _MOVE_WAIT_SECONDS = 30.0
 UNKNOWN_LAG = 1 << 62
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    """Where the worker's index snapshot lives, and what it must have been made by."""
+
+    directory: Path
+    model_id: str
 
 
 @dataclass(frozen=True)
@@ -83,11 +102,16 @@ class _Slot:
 class IndexedStore(Store):
     """Faust's RocksDB store plus the worker's index; see the module docstring for the flow."""
 
-    def __init__(self, *args: Any, index: VectorIndex, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, index: VectorIndex, snapshots: Snapshots | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.index = index
         self._slots: dict[int, _Slot] = {}
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="index")
+        self._snapshots = snapshots
+        self._restore_tried = False
+        self._rewound: dict[int, int] = {}  # partition -> the snapshot's offset, until recovery completes
+        self._restored: set[int] = set()
+        self._saved: dict[int, int] = {}  # what the last snapshot covered
 
     # ---- what the query path and the ingest agent read ------------------------------------
 
@@ -164,11 +188,31 @@ class IndexedStore(Store):
         lost = self._changelog_partitions(revoked) - self._changelog_partitions(assigned)
         await self._close_slots(lost)
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        if self._snapshots is not None and not self._restore_tried:
+            self._restore_tried = True  # once per start: later rebalances build what they gain
+            held = self._changelog_partitions(self.app.assignor.assigned_actives()
+                                              | self.app.assignor.assigned_standbys())
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._restore, self._snapshots, held)
+
+    def persisted_offset(self, tp: TP) -> int | None:
+        """Faust's persisted offset, or for a partition restored from the snapshot the snapshot's
+        offset, so that recovery replays the changelog after it into the index too."""
+        if tp.topic in self.table.changelog_topic.topics and tp.partition in self._rewound:
+            return self._rewound[tp.partition]
+        return super().persisted_offset(tp)  # type: ignore[no-any-return]
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
         actives = self._changelog_partitions(active_tps)
         held = actives | self._changelog_partitions(standby_tps)
+        self._rewound.clear()
+        restored = [self._slots[partition] for partition in sorted(self._restored & held)]
+        self._restored.clear()
+        if restored:  # replayed up to the changelog's end once their queued records are in the index
+            await asyncio.get_running_loop().run_in_executor(None, lambda: wait([s.lane.idle() for s in restored]))
+            for slot in restored:
+                with slot.lock:
+                    slot.built = not slot.cancelled
         await self._read_from_progress(actives)
         await self._close_slots(set(self._slots) - held)
         to_build = sorted(held - set(self._slots))
@@ -196,10 +240,68 @@ class IndexedStore(Store):
             logger.exception("partitions %s: committing the offsets of their progress records failed; ingest "
                              "reads on from the group's own commits", sorted(partitions))
 
+    async def snapshot(self) -> None:
+        """Save the index if a built partition moved on since the last snapshot (see module docstring)."""
+        if self._snapshots is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._save, self._snapshots)
+        except Exception:
+            logger.exception("saving the index snapshot failed; the next restart builds what it lacks")
+
     async def stop(self) -> None:
+        await self.snapshot()
         await self._close_slots(set(self._slots))
         self._pool.shutdown(wait=True, cancel_futures=False)
         await super().stop()
+
+    # ---- snapshots (on a pool thread) -------------------------------------------------
+
+    def _restore(self, snapshots: Snapshots, held: set[int]) -> None:
+        started = time.perf_counter()
+        try:
+            found = snapshot.load(snapshots.directory, model_id=snapshots.model_id, dim=self.index.dim,
+                                  ef_search=self.index.ef_search)
+        except SnapshotError as exc:
+            logger.info("index snapshot not used (%s): held partitions are built from the local store", exc)
+            return
+        usable: dict[int, Covered] = {}
+        for partition, covered in sorted(found.partitions.items()):
+            stored = super().persisted_offset(TP(self.table.changelog_topic_name, partition)) if partition in held \
+                else None
+            if stored is not None and stored >= covered.offset:
+                usable[partition] = covered
+            elif partition in held:
+                logger.warning("partition %d: the snapshot (changelog offset %d) is ahead of the local store (%s); "
+                               "building it from the store instead", partition, covered.offset, stored)
+        self.index.adopt(found.index, set(usable))
+        for partition, covered in usable.items():
+            slot = self._slots[partition] = _Slot(partition, Lane(self._pool))
+            slot.building, slot.offset, slot.applied = False, covered.offset, progress.decode(covered.progress)
+            self._rewound[partition] = covered.offset
+            self._restored.add(partition)
+        logger.info("index restored from the snapshot of %s in %.2f s: partitions %s, %d documents; the "
+                    "changelog after their offsets %s is replayed", time.strftime("%H:%M:%S",
+                    time.localtime(found.taken)), time.perf_counter() - started, sorted(usable), len(self.index),
+                    {p: c.offset for p, c in usable.items()})
+
+    def _save(self, snapshots: Snapshots) -> None:
+        covered: dict[int, Covered] = {}
+
+        def covering() -> dict[int, Covered]:
+            for partition, slot in list(self._slots.items()):
+                if slot.built and not slot.building and not slot.cancelled:
+                    covered[partition] = Covered(slot.offset, progress.encode(slot.applied))
+            if {p: c.offset for p, c in covered.items()} == self._saved:
+                covered.clear()  # nothing moved since the last snapshot
+            return covered
+
+        started = time.perf_counter()
+        size = snapshot.save(snapshots.directory, self.index, covering, snapshots.model_id)
+        if size:
+            self._saved = {p: c.offset for p, c in covered.items()}
+            logger.info("index snapshot saved in %.2f s: partitions %s at changelog offsets %s, %.1f MB",
+                        time.perf_counter() - started, sorted(covered), self._saved, size / 1e6)
 
     # ---- slots ------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from index import codec
 from index.filters import Predicate
 from index.hnsw import Hit, VectorIndex
 from index.progress import Progress
-from tables.indexed_store import Copy, IndexedStore
+from tables.indexed_store import Copy, IndexedStore, Snapshots
 
 TABLE_NAME = "vectors"
 
@@ -36,8 +36,10 @@ def raw_bytes() -> faust.Schema:
 class VectorTable(faust.Table):
     """A Faust table whose store feeds the worker's index (see :mod:`tables.indexed_store`)."""
 
-    def __init__(self, app: faust.App, *, index: VectorIndex, **kwargs: Any) -> None:
+    def __init__(self, app: faust.App, *, index: VectorIndex, snapshots: Snapshots | None = None,
+                 **kwargs: Any) -> None:
         self.index = index
+        self.snapshots = snapshots
         # bytes types make Faust pick the "raw" codec for the store and the changelog.
         super().__init__(app, name=TABLE_NAME, key_type=bytes, value_type=bytes, **kwargs)
 
@@ -48,7 +50,7 @@ class VectorTable(faust.Table):
             URL("rocksdb://"), self.app, self, table_name=self.name,
             key_type=self.key_type, key_serializer=self.key_serializer,
             value_type=self.value_type, value_serializer=self.value_serializer,
-            options=self.options, index=self.index,
+            options=self.options, index=self.index, snapshots=self.snapshots,
         )
 
     @property
@@ -120,3 +122,11 @@ def keep_standbys_fresh(app: faust.App, every: float) -> None:
     @app.timer(every)
     async def flush_changelog_buffers() -> None:
         app.tables.recovery.flush_buffers()
+
+
+def keep_snapshots(app: faust.App, table: VectorTable, every: float) -> None:
+    """Save the index every ``every`` seconds when it moved on (and at a clean stop, see
+    :meth:`IndexedStore.stop`), so a restart loads it instead of building."""
+    @app.timer(every)
+    async def snapshot_index() -> None:
+        await table.store.snapshot()

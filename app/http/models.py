@@ -130,6 +130,26 @@ class WatchlistCheckResponse(BaseModel):
     loaded: bool = Field(description="false while the worker is still reading the watchlist at start.")
 
 
+class TopicPosition(BaseModel):
+    partition: int
+    offset: int
+
+
+class AlertItem(BaseModel):
+    """One record of ``<app id>-alerts``; fields beyond these depend on ``kind`` (README, Alerts)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str = Field(description="watchlist, novel or drift.")
+    id: str = Field(description="The document's id (drift: `drift/<partition>`).")
+    detected_ts: float = Field(description="When it was detected, seconds since the epoch.")
+    at: TopicPosition = Field(description="Where it is in the alerts topic.")
+
+
+class Alerts(BaseModel):
+    alerts: list[AlertItem] = Field(description="Newest first.")
+
+
 class Recommendations(Coverage):
     user: str
     results: list[Hit] = Field(description="Documents nearest the user's profile, best first; the user's recent "

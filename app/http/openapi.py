@@ -12,14 +12,14 @@ from pydantic.json_schema import models_json_schema
 
 from app.http import models
 from app.http.auth import API_KEY_HEADER
-from app.http.deadletters import MAX_LIMIT
+from app.http.latest import MAX_LIMIT
 from streamvec import __version__
 
 _REF = "#/components/schemas/{model}"
 _MODELS: tuple[type[BaseModel], ...] = (
     models.SearchBody, models.BatchSearchBody, models.SearchResponse, models.BatchSearchResponse,
     models.Document, models.DocumentsBody, models.Documents, models.Error, models.Health, models.Readiness,
-    models.Stats, models.DeadLetters, models.WatchlistCheckBody, models.WatchlistCheckResponse,
+    models.Stats, models.DeadLetters, models.Alerts, models.WatchlistCheckBody, models.WatchlistCheckResponse,
     models.Recommendations)
 
 
@@ -90,6 +90,11 @@ def build_openapi(dim: int, protected: bool) -> dict[str, Any]:
                 "The latest events the workers refused, with their reasons", auth,
                 parameters=[_query("limit", {**number, "maximum": MAX_LIMIT})],
                 answers={"200": _response("Newest first", "DeadLetters"), "400": error,
+                         "503": _response("The broker could not be read", "Error"), **auth})},
+            "/alerts": {"get": _operation(
+                "The latest alerts (watchlist matches, novel documents, drift) of the whole group", auth,
+                parameters=[_query("limit", {**number, "maximum": MAX_LIMIT})],
+                answers={"200": _response("Newest first", "Alerts"), "400": error,
                          "503": _response("The broker could not be read", "Error"), **auth})},
             "/": {"get": _operation("The search page (HTML; never needs the API key)", {}, answers={
                 "200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}})},

@@ -1,5 +1,5 @@
 """HTTP views of the real-time uses (README "Alerts", "Recommendations", "Embedding health"):
-``POST /watchlist/check``, ``GET /recommendations/{user}``, what one worker answers for another
+``GET /alerts``, ``POST /watchlist/check``, ``GET /recommendations/{user}``, what one worker answers for another
 about a user's profile, and what the uses add to a worker's and the group's ``/stats``.
 """
 
@@ -15,6 +15,7 @@ from aiohttp import web
 
 from app.embedding import EmbeddingService
 from app.http.fanout import Answer, FanOut
+from app.http.latest import latest_alerts, parse_limit
 from app.http.requests import parse_watchlist_check, recommendation_params
 from app.http.responses import json_response, rendered
 from app.http.service import Coverage, SearchService
@@ -26,11 +27,19 @@ from index.profiles import decode_profile
 class UseCaseViews:
     """The views of the uses, over the worker's use-case state and its search service."""
 
-    def __init__(self, uses: UseCases, service: SearchService, embedding: EmbeddingService, fanout: FanOut) -> None:
+    def __init__(self, uses: UseCases, service: SearchService, embedding: EmbeddingService, fanout: FanOut,
+                 broker: str, alerts_topic: str) -> None:
         self.uses = uses
         self.service = service
         self.embedding = embedding
         self.fanout = fanout
+        self.broker = broker
+        self.alerts_topic = alerts_topic
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        """The newest alerts of the group, read from the alerts topic."""
+        return json_response({"alerts": await latest_alerts(self.broker, self.alerts_topic,
+                                                            parse_limit(request.query))})
 
     async def watchlist_check(self, request: web.Request) -> web.Response:
         """Every worker holds the whole watchlist: this one answers alone."""

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from app.http import page, wire
 from app.http.auth import OPEN_PATHS, ClusterSecret, auth_middleware
-from app.http.deadletters import latest_dead_letters, parse_limit
+from app.http.latest import latest_dead_letters, parse_limit
 from app.http.metrics import Metrics
 from app.http.requests import RequestError, Row, parse_batch, parse_ids, parse_search, query_params
 from app.http.responses import json_response, rendered
@@ -61,6 +61,7 @@ def register_views(web_app: web.Application, service: SearchService, facts: Work
     routes.add_get("/dead-letters", api.dead_letters)
     routes.add_get("/metrics", api.metrics_view)
     routes.add_get("/openapi.json", api.openapi)
+    routes.add_get("/alerts", uses.alerts)
     routes.add_post("/watchlist/check", uses.watchlist_check)
     routes.add_get("/recommendations/{user:.+}", uses.recommendations)
     routes.add_post("/internal/search", api.internal_search)

@@ -1,6 +1,7 @@
 """A live group for the tests of what users meet (the page, the client, Prometheus): two
-workers with an API key, a few hundred real texts and two refused events, started once per
-session and shared by those modules (they only read it, or write documents of their own)."""
+workers with an API key, a watchlist of one pattern, a few hundred real texts (one of which
+the pattern alerts on) and two refused events, started once per session and shared by those
+modules (they only read it, or write documents of their own)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from tests.cluster import REPO, Worker, stop_all, wait_for
 from tests.conftest import send_events, send_records
 
 PARTITIONS = 4
+WATCHED = "wn30-n-02129165"  # the lion: its own text is the watchlist's one pattern
+PATTERN = {"id": "big-cats", "metadata": {"threshold": 0.95, "labels": ["cats"]}}
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Group:
     workers: list[Worker]
     documents: list[dict[str, Any]]
     refused: dict[str, int]  # reason → dead letters sent on purpose
+    alerts: dict[str, str]  # document id → the pattern it must raise a watchlist alert for
 
     @property
     def urls(self) -> list[str]:
@@ -64,12 +68,16 @@ def user_group(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.Te
     workers = [Worker(name, env, root / name) for name in ("u1", "u2")]
     documents = user_documents()
     group = Group(kafka_broker, app_id, env["STREAMVEC_API_KEY"], workers, documents,
-                  {"bad_json": 1, "unknown_field": 1})
+                  {"bad_json": 1, "unknown_field": 1}, {WATCHED: PATTERN["id"]})
+    pattern = {**PATTERN, "text": next(doc["text"] for doc in documents if doc["id"] == WATCHED)}
     try:
         workers[0].start()
         # The first converts the model into the shared cache; /ready needs the key here.
         wait_for("the first user worker to answer", lambda: _stats(workers[0], group.auth), timeout=120)
         workers[1].start()
+        # A watchlist change applies to events from then on: both workers hold the pattern first.
+        send_records(kafka_broker, f"{app_id}-watchlist", [(pattern["id"].encode(), json.dumps(pattern).encode())])
+        wait_for("both user workers to hold the watchlist pattern", lambda: _watching(group), timeout=120)
         send_events(kafka_broker, app_id, documents, PARTITIONS)
         send_records(kafka_broker, f"{app_id}-events", [
             (b"broken", b"{not json"), (b"typo", json.dumps({"id": "typo", "txt": "a typo in a field"}).encode())])
@@ -79,10 +87,16 @@ def user_group(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.Te
         stop_all(workers)
 
 
+def _watching(group: Group) -> bool:
+    stats = _stats(group.workers[1], group.auth)
+    return stats is not None and len(stats["workers"]) == 2 and stats["watchlist"] == {"patterns": 1, "loaded": True}
+
+
 def _settled(group: Group) -> bool:
     stats = [_stats(worker, group.auth) for worker in group.workers]
     return all(s is not None and s["documents"] == len(group.documents) and not s["partial"]
                and s["outcomes"].get("dead_lettered") == sum(group.refused.values())
+               and s["alerts"]["by_kind"].get("watchlist") == len(group.alerts)
                and all("error" not in w for w in s["workers"].values()) and len(s["workers"]) == 2
                for s in stats)
 

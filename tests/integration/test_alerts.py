@@ -13,6 +13,7 @@ pattern, the unrelated glosses at most 0.42; windows of the steady input drift a
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -130,6 +131,12 @@ def test_paraphrases_alert_and_unrelated_documents_do_not(group: Group) -> None:
     assert labels["bribe"] == ["fraud", "corruption"] and labels["thief"] == ["fraud"]
     by_label = group.workers["b"].stats()["alerts"]["by_label"]
     assert by_label["fraud"] >= 4 and by_label["hazard"] >= 4
+    status, latest = group.workers["b"].get("/alerts?limit=5")
+    in_topic = {json.dumps(a, sort_keys=True) for a in group.read_json("alerts")}
+    assert status == 200 and len(latest["alerts"]) == 5, latest
+    assert all(json.dumps({k: v for k, v in a.items() if k != "at"}, sort_keys=True) in in_topic
+               for a in latest["alerts"]), latest
+    assert all(set(a["at"]) == {"partition", "offset"} for a in latest["alerts"])
 
 
 def test_a_steady_input_raises_no_drift_alert(group: Group) -> None:

@@ -1,6 +1,6 @@
 """The search page in a real browser (Debian's chromium through chromedriver, headless)
-against the live user group: the key asked for once, counters, dead letters, a query typed
-and its results, filter errors, "more like this". Screenshots go to test-artifacts/page/."""
+against the live user group: the key asked for once, counters, dead letters, alerts, a query
+typed and its results, filter errors, "more like this". Screenshots go to test-artifacts/page/."""
 
 from __future__ import annotations
 
@@ -114,6 +114,20 @@ def test_the_page_asks_for_the_key_once_then_shows_the_groups_counters(browser: 
     browser.refresh()  # asked once: the tab keeps the key
     wait(browser, "the counters after a reload", lambda d: text(d, "count-documents").replace(",", "").isdigit())
     assert not dialog_open(browser)
+
+
+def test_the_page_shows_the_latest_alerts(browser: WebDriver, user_group: Group) -> None:
+    browser.get(user_group.urls[0] + "/")
+    if dialog_open(browser):
+        enter_key(browser, user_group.api_key)
+    wait(browser, "the alerts", lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alert-list li")) == len(user_group.alerts))
+    assert text(browser, "alerts-watchlist") == str(len(user_group.alerts))
+    assert (text(browser, "alerts-novel"), text(browser, "alerts-drift")) == ("0", "0")
+    shown = text(browser, "alert-list")
+    for doc_id, pattern in user_group.alerts.items():
+        assert doc_id in shown and f"matches pattern {pattern} [cats]" in shown, shown
+    assert not browser.find_element(By.ID, "alerts-empty").is_displayed()
+    shoot(browser, "alerts.png")
 
 
 def test_a_typed_query_shows_the_same_results_as_the_api(browser: WebDriver, user_group: Group) -> None:

@@ -1,11 +1,13 @@
 // The search page: it talks only to the worker that served it, through the public HTTP API
-// (POST /search, GET /stats, GET /dead-letters), with the API key when the worker has one.
+// (POST /search, GET /stats, GET /dead-letters, GET /alerts), with the API key when the worker has one.
 // Data is always written with textContent, never parsed as HTML.
 "use strict";
 
 const KEY_STORAGE = "streamvec-api-key";
 const REFRESH_MS = 2000;
 const DEAD_LETTERS_SHOWN = 10;
+const ALERTS_SHOWN = 10;
+const ALERT_KINDS = ["watchlist", "novel", "drift"];
 const $ = (id) => document.getElementById(id);
 
 // ---- API calls, the key asked for once --------------------------------------------
@@ -161,9 +163,10 @@ function element(tag, className, text) {
   return node;
 }
 
-// ---- live counters and dead letters ------------------------------------------------
+// ---- live counters, dead letters and alerts ----------------------------------------
 
 let deadLettered = null;  // the count the shown dead letters were read at
+let alerted = null;  // the count the shown alerts were read at
 
 async function refresh() {
   if (document.hidden || keyPrompt) return;
@@ -175,6 +178,11 @@ async function refresh() {
     if (count !== deadLettered) {
       deadLettered = count;
       await refreshDeadLetters();
+    }
+    const alerts = ALERT_KINDS.reduce((sum, kind) => sum + (answer.alerts?.by_kind?.[kind] || 0), 0);
+    if (alerts !== alerted) {
+      alerted = alerts;
+      await refreshAlerts();
     }
     show($("counters-status"), `updated ${new Date().toLocaleTimeString()}`);
   } catch (error) {
@@ -193,6 +201,9 @@ function renderCounters(stats) {
   $("count-workers").textContent = `${workers.filter((w) => !w.error).length} of ${workers.length} answering`;
   for (const outcome of ["indexed", "deleted", "stale", "unchanged", "dead_lettered"]) {
     $(`count-${outcome}`).textContent = (stats.outcomes[outcome] || 0).toLocaleString();
+  }
+  for (const kind of ALERT_KINDS) {
+    $(`alerts-${kind}`).textContent = (stats.alerts?.by_kind?.[kind] || 0).toLocaleString();
   }
 }
 
@@ -215,8 +226,32 @@ function renderDeadLetter(letter) {
   return item;
 }
 
-// Alerts (issue 12): when the alerts endpoint exists, read it here on each refresh and
-// fill #alert-list, then unhide #alerts. Nothing to read yet.
+async function refreshAlerts() {
+  const { status, answer } = await call("GET", `/alerts?limit=${ALERTS_SHOWN}`);
+  if (status !== 200) throw new Error(answer.error || `status ${status}`);
+  $("alert-list").replaceChildren(...answer.alerts.map(renderAlert));
+  $("alerts-empty").hidden = answer.alerts.length > 0;
+}
+
+function renderAlert(alert) {
+  const item = element("li", "alert");
+  const head = element("div", "alert-head");
+  head.append(element("span", `kind kind-${alert.kind}`, alert.kind),
+    element("span", "score", typeof alert.score === "number" ? alert.score.toFixed(3) : ""),
+    element("code", "key", alert.id),
+    element("span", "muted", new Date(alert.detected_ts * 1000).toLocaleString()));
+  item.append(head, element("p", "what", describeAlert(alert)));
+  return item;
+}
+
+function describeAlert(alert) {
+  if (alert.kind === "watchlist") {
+    const labels = (alert.labels || []).length ? ` [${alert.labels.join(", ")}]` : "";
+    return `matches pattern ${alert.pattern}${labels}`;
+  }
+  if (alert.kind === "novel") return alert.nearest === null ? "nothing indexed before it" : `nearest: ${alert.nearest}`;
+  return `partition ${alert.partition}, window ${alert.window}: drift above ${alert.threshold}`;
+}
 
 // ---- start -------------------------------------------------------------------------
 
