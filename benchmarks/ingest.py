@@ -30,7 +30,7 @@ from app.brokers.kafka import start_kafka
 from app.cli.producer import Line
 from app.settings import Settings
 from benchmarks.feed import paced_feed, text_events
-from benchmarks.freshness import quantile, scrape
+from benchmarks.histograms import quantile, scrape
 from index.models import load_embedder
 from tests.cluster import Worker, wait_for, wait_for_documents
 from tests.conftest import sample_texts, send_events, send_records

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
-from benchmarks.freshness import quantile, scrape
+from benchmarks.histograms import quantile, scrape
 from tests.cluster import Worker, stop_all
 from tests.conftest import REPO, read_topic, send_events, send_records
 
