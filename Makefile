@@ -13,7 +13,7 @@ TEST_DEBS := chromium chromium-driver prometheus
 TEST_TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/prometheus /usr/bin/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test-tools demo test test-faults test-unit bench-ingest bench-embed bench-embed-latency bench-query clean
+.PHONY: install test-tools demo test test-faults test-unit bench-ingest bench-embed bench-embed-latency bench-query bench-restart clean
 
 install: $(INSTALLED) $(KAFKA_JARS)
 
@@ -81,6 +81,11 @@ $(BENCH_PG_VENV)/.installed:
 
 bench-query: install $(BENCH_PG_VENV)/.installed
 	$(BIN)/python -m benchmarks.query $(BENCH_QUERY_ARGS)
+
+# One worker holding 100k WordNet vectors (from bench-query's cache), restarted four ways.
+# Options: make bench-restart BENCH_RESTART_ARGS="--n 20000 --synthetic".
+bench-restart: install
+	$(BIN)/python -m benchmarks.restart $(BENCH_RESTART_ARGS)
 
 clean:
 	rm -rf $(VENV) .kafka streamvec-data .pytest_cache test-artifacts

@@ -1,8 +1,9 @@
 """One HNSW index for every partition a worker holds: hnswlib, cosine space, string ids.
 
 Why one index and not one per partition: a query must see every partition, and searching
-eight graphs of 12,500 vectors costs 4.3 times one graph of 100,000 at equal recall (hnswlib's
-cost grows with the log of the graph's size, and each search pays its fixed part). The
+eight graphs of 12,500 vectors cost 5.4 to 7.4 times one graph of 100,000 at recall@10 0.95
+(bench-query's layout table, WordNet and Debian; hnswlib's cost grows with the log of the
+graph's size, and each search pays its fixed part). The
 partition stays the unit of recovery and of answers: every document carries its partition,
 a partition is added by inserting its documents and dropped by deleting them, and a search
 can be limited to some partitions (those this worker may answer for).
@@ -304,6 +305,10 @@ class VectorIndex:
                 return [[] for _ in q]
             want = min(max(ef or self._ef_search, k), live)
             if predicate is None and wanted == held:
+                if live <= _EXACT_FACTOR * want:
+                    # A few documents: walk the whole graph (microseconds) rather than stop at ef,
+                    # so a graph worn by in-place updates still finds every document it holds.
+                    want = live
                 hits = self._knn(q, want, k, None)
                 return hits if hits is not None else [self._knn_or_exact(row, want, k) for row in q]
             keep = self._keep(predicate, wanted if wanted != held else None)

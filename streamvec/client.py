@@ -67,12 +67,22 @@ class AsyncClient:
     # ---- reads (HTTP) ----------------------------------------------------------------
 
     async def search(self, text: str | None = None, *, vector: Sequence[float] | None = None, id: str | None = None,
-                     k: int = 10, filter: Mapping[str, Any] | None = None, ef: int | None = None) -> SearchResult:
+                     k: int = 10, filter: Mapping[str, Any] | None = None, ef: int | None = None,
+                     after: WriteResult | Mapping[int, int] | None = None) -> SearchResult:
         """The ``k`` documents most similar to ``text``, a ``vector``, or a stored document ``id``
         (which is left out of its own results), best first; ``filter`` is a metadata filter
-        (README, "HTTP API"). Check ``result.partial``: true when some partitions did not answer."""
+        (README, "HTTP API"). Check ``result.partial``: true when some partitions did not answer.
+
+        ``after``: what an :meth:`upsert` or :meth:`delete` returned (or its ``offsets``): the
+        workers answer once they have applied those events (read-your-writes), waiting up to
+        their read wait; a partition still behind then is left out of the answer (``partial``)
+        and named in ``result.coverage.behind``."""
         query = Query(text=text, vector=vector, id=id, k=k, filter=filter, ef=ef)
-        return SearchResult.from_json(await self._http.request("POST", "/search", query.body()))
+        body = query.body()
+        if after is not None:
+            offsets = after.offsets if isinstance(after, WriteResult) else after
+            body["after"] = {str(partition): offset for partition, offset in offsets.items()}
+        return SearchResult.from_json(await self._http.request("POST", "/search", body))
 
     async def search_batch(self, queries: Sequence[Query]) -> BatchResult:
         """Several queries (1–100) answered with one fan-out; one hit list per query, in order."""

@@ -55,17 +55,20 @@ class Hit:
 
 @dataclass(frozen=True)
 class Coverage:
-    """Which partitions answered. ``partial``: some did not, so results may be missing."""
+    """Which partitions answered. ``partial``: some did not, so results may be missing.
+    ``behind``: partitions left out because no copy had applied a search's ``after`` offsets
+    within the workers' read wait (they count as missing too)."""
 
     partial: bool
     answered: tuple[int, ...]
     missing: tuple[int, ...]
+    behind: tuple[int, ...] = ()
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Coverage:
         partitions = raw.get("partitions") or {}
         return cls(partial=bool(raw.get("partial")), answered=tuple(partitions.get("answered", ())),
-                   missing=tuple(partitions.get("missing", ())))
+                   missing=tuple(partitions.get("missing", ())), behind=tuple(partitions.get("behind", ())))
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,9 @@ def worker(web_port: int | None, web_host: str | None, datadir: Path | None, bro
               show_default=True, help="Documents, watchlist patterns (keyed by id) or activity (keyed by user).")
 @click.option("--broker", help="Kafka bootstrap server (STREAMVEC_BROKER).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def produce(file: Path, to: str, broker: str | None, quiet: bool) -> None:
+@click.option("--print-offsets", is_flag=True,
+              help='Print {"after": {partition: offset}} on stdout: pass it to a search to see these events.')
+def produce(file: Path, to: str, broker: str | None, quiet: bool, print_offsets: bool) -> None:
     """Send FILE.jsonl (one record per line) to a topic of the app and wait for every ack."""
     from app.cli.producer import ProduceError, produce as send, read_events
     from app.settings import WATCHLIST_PARTITIONS
@@ -77,8 +79,10 @@ def produce(file: Path, to: str, broker: str | None, quiet: bool) -> None:
         lines = read_events(file, key_field)
     except ProduceError as exc:
         raise click.ClickException(str(exc)) from None
-    sent = asyncio.run(send(settings.broker, topic, partitions, lines, progress=not quiet))
-    click.echo(f"{sent} records acknowledged on {topic}")
+    offsets = asyncio.run(send(settings.broker, topic, partitions, lines, progress=not quiet))
+    click.echo(f"{len(lines)} records acknowledged on {topic}", err=print_offsets)
+    if print_offsets:
+        click.echo(json.dumps({"after": {str(p): offset for p, offset in sorted(offsets.items())}}))
 
 
 @main.command()

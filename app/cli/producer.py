@@ -54,23 +54,29 @@ def _numbered(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, raw.strip()
 
 
-async def produce(broker: str, topic: str, partitions: int, lines: list[Line], progress: bool = True) -> int:
-    """Send ``lines`` and wait for every acknowledgement; returns how many were acknowledged."""
+async def produce(broker: str, topic: str, partitions: int, lines: list[Line], progress: bool = True) -> dict[int, int]:
+    """Send ``lines`` and wait for every acknowledgement; returns the highest offset written in
+    each partition (what a search's ``after`` waits for, for read-your-writes)."""
     await ensure_topic(broker, topic, partitions)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker), acks="all", linger_ms=5,
                                 max_batch_size=1 << 20, enable_idempotence=False)
     await producer.start()
+    offsets: dict[int, int] = {}
+
+    async def acked(pending: list[asyncio.Future]) -> None:
+        for meta in await asyncio.gather(*pending):
+            offsets[meta.partition] = max(meta.offset, offsets.get(meta.partition, -1))
+        bar.update(len(pending))
+
     try:
         with tqdm(total=len(lines), unit="event", disable=not progress, desc=f"producing to {topic}") as bar:
             pending: list[asyncio.Future] = []
             for line in lines:
                 pending.append(await producer.send(topic, key=line.key, value=line.value))
                 if len(pending) >= _IN_FLIGHT:
-                    await asyncio.gather(*pending)
-                    bar.update(len(pending))
+                    await acked(pending)
                     pending = []
-            await asyncio.gather(*pending)
-            bar.update(len(pending))
+            await acked(pending)
     finally:
         await producer.stop()
-    return len(lines)
+    return offsets

@@ -152,7 +152,7 @@ class Api:
 
     async def internal_search(self, request: web.Request) -> web.Response:
         header, vectors = wire.unpack(await request.read())
-        rows = [Row.fromjson_response(row) for row in header["rows"]]
+        rows = [Row.from_json(row) for row in header["rows"]]
         after = {int(p): int(o) for p, o in header["after"].items()}
         result = await self.service.answer(vectors, rows, set(header["partitions"]), after)
         return web.Response(body=encode_answer(result), content_type=wire.CONTENT_TYPE)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +86,48 @@ def test_writes_return_offsets_and_are_visible_when_wait_returns(client: Client)
         client.delete([doc_id], wait=True)
     assert client.get(doc_id) is None
     assert client.search("red running shoe", k=3, filter={"brand": "acme"}).hits == []
+
+
+def test_a_search_after_a_write_sees_it_at_once(client: Client) -> None:
+    doc_id = f"client/violet umbrella {time.time_ns()}"
+    text = "a violet umbrella shaped like a jellyfish"
+    try:
+        written = client.upsert([{"id": doc_id, "text": text, "metadata": {"kind": "ryw"}}])  # no waiting here
+        result = client.search(text, k=1, filter={"kind": "ryw"}, after=written)
+        assert [hit.id for hit in result.hits] == [doc_id], result.raw
+        assert not result.partial and result.coverage.behind == ()
+    finally:
+        client.delete([doc_id], wait=True)
+
+
+def test_a_search_after_offsets_no_worker_has_reports_them_behind(client: Client) -> None:
+    started = time.monotonic()
+    result = client.search(LION, k=3, after={1: 10**12})
+    waited = time.monotonic() - started
+    assert result.coverage.behind == (1,) and 1 in result.coverage.missing and result.partial, result.raw
+    assert waited >= 1.0  # STREAMVEC_READ_WAIT's default: it waited before saying so
+    assert all(hit.id for hit in result.hits)  # the other partitions still answered
+
+
+def test_streamvec_produce_prints_the_offsets_a_search_can_wait_for(user_group: Group, tmp_path: Path) -> None:
+    doc_id = f"cli-ryw-{time.time_ns()}"
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"id": doc_id, "text": "a teapot made of blue glass", "metadata": {"kind": "cli-ryw"}})
+                      + "\n")
+    env = {**os.environ, "STREAMVEC_BROKER": user_group.broker, "STREAMVEC_APP_ID": user_group.app_id,
+           "STREAMVEC_PARTITIONS": str(PARTITIONS)}
+    done = subprocess.run([sys.executable, "-m", "app.cli", "produce", str(events), "--print-offsets", "--quiet"],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=60, check=True)
+    after = json.loads(done.stdout)["after"]
+    assert len(after) == 1 and "1 records acknowledged" in done.stderr, (done.stdout, done.stderr)
+    with Client(user_group.urls, api_key=user_group.api_key, broker=user_group.broker,
+                app_id=user_group.app_id) as client:
+        try:
+            result = client.search("blue glass teapot", k=1, filter={"kind": "cli-ryw"},
+                                   after={int(p): offset for p, offset in after.items()})
+            assert [hit.id for hit in result.hits] == [doc_id] and not result.partial, result.raw
+        finally:
+            client.delete([doc_id], wait=True)
 
 
 def test_the_async_client_writes_and_reads(user_group: Group) -> None:

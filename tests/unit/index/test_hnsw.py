@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import time
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
@@ -394,3 +396,33 @@ def test_reserve_sizes_the_graph_exactly_and_growth_wastes_at_most_a_quarter() -
     assert index.capacity == 1000
     index.upsert_many([f"d{i}" for i in range(1001)], clustered(1001), [{}] * 1001)
     assert 1001 <= index.capacity <= 1251
+
+
+@pytest.mark.parametrize("seed", [2, 14])  # seeds whose graphs lost a document before the whole-graph walk
+def test_a_small_index_worn_by_updates_and_deletes_finds_every_document(seed: int) -> None:
+    """In-place updates re-prune neighbours' links (hnswlib's updatePoint), so after many of them
+    a search stopped at ef can miss a document; with few documents the whole graph is walked."""
+    rng = random.Random(seed)
+    index = VectorIndex(DIM, ef_search=40)
+    pool = [f"doc-{i:03d}" for i in range(100)]
+    looks = {doc_id: np.stack([np.random.default_rng([zlib.crc32(doc_id.encode()), look]).normal(size=DIM)
+                               for look in range(4)]).astype(np.float32) for doc_id in pool}
+    current: dict[str, int] = {}
+    for _ in range(60):
+        batch: dict[str, int] = {}
+        for _ in range(40):
+            doc_id = rng.choice(pool)
+            if doc_id in current and rng.random() < 0.25 and doc_id not in batch:
+                index.delete(doc_id, zlib.crc32(doc_id.encode()) % 8)
+                del current[doc_id]
+                continue
+            batch[doc_id] = rng.randrange(4)
+        by_partition: dict[int, list[str]] = {}
+        for doc_id in batch:
+            by_partition.setdefault(zlib.crc32(doc_id.encode()) % 8, []).append(doc_id)
+        for partition, ids in by_partition.items():
+            index.upsert_many(ids, np.stack([looks[d][batch[d]] for d in ids]), [{}] * len(ids), partition)
+        current.update(batch)
+    assert len(index) == len(current) > 40
+    lost = [d for d, look in current.items() if d not in ids_of(index.search(looks[d][look], 3))]
+    assert lost == []
