@@ -202,10 +202,9 @@ class IngestProcessor:
         self._indexing: list[Future[None]] = []
 
     async def process(self, batch: Sequence[EventT]) -> bool:
-        """Process ``batch`` until its outcomes are durable; True when its events may be acknowledged.
-
-        False only when a failure met a rebalance or the worker's stop: the batch is left
-        unacknowledged for the partitions' next owner (which may be this worker) to read again.
+        """Process ``batch`` until its outcomes are durable (True), or until a failure meets a
+        rebalance or the worker's stop (False): then the batch is left for the partitions' next
+        owner (which may be this worker) to read again from their progress records.
         """
         vectors: dict[str, np.ndarray] = {}  # the model's vectors by text: kept over retries
         measured: dict[str, _Measured] = {}  # and what it measured of each text, for the observers
@@ -232,8 +231,8 @@ class IngestProcessor:
                 await asyncio.sleep(min(0.25, _BACKOFF_FIRST))
             if not self.may_retry():
                 logger.warning("partitions %s: the worker is rebalancing or stopping while the batch is stalled; "
-                               "it stays unacknowledged and is read again by the partitions' next owner",
-                               _partitions(batch))
+                               "the batch is left, and read again from the partitions' progress records by "
+                               "their next owner", _partitions(batch))
                 return False
             attempt += 1
 
@@ -568,10 +567,13 @@ def register_ingest(app: faust.App, topic: faust.TopicT, processor: IngestProces
         # noack_take: take_events would ack a batch in its generator's `finally`, even one that
         # failed (notes/faust-internals.md §8).
         async for batch in stream.noack_take(batch_size, within=batch_wait):
-            if await processor.process(batch):
-                for event in batch:
-                    await stream.ack(event)
-            del batch  # an abandoned batch's events must be collectable: Faust's rebalance waits for them
+            await processor.process(batch)
+            # A batch abandoned to a rebalance or a stop (process() returned False) is acknowledged
+            # too: Faust's rebalance waits for every event it handed out, and the events are not
+            # lost, because where ingest resumes comes from the partitions' progress records in
+            # the changelog (IndexedStore._read_from_progress), never from these acknowledgements.
+            for event in batch:
+                await stream.ack(event)
 
     @app.task
     async def declare_dead_letter_topic() -> None:

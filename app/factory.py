@@ -91,7 +91,8 @@ def create_app(settings: Settings) -> Streamvec:
                         ef_search=settings.ef_search)
     snapshots = Snapshots(Path(app.conf.tabledir) / SNAPSHOT_DIR, embedder.model_id) \
         if settings.snapshot_interval > 0 else None
-    table = app.tables.add(VectorTable(app, index=index, snapshots=snapshots, partitions=settings.partitions,
+    table = app.tables.add(VectorTable(app, index=index, snapshots=snapshots, inputs=settings.input_topics,
+                                         partitions=settings.partitions,
                                          options=settings.rocksdb_options))
     keep_standbys_fresh(app, STANDBY_FLUSH_SECONDS)
     if snapshots is not None:
@@ -152,7 +153,7 @@ def _register_http(app: faust.App, settings: Settings, table: VectorTable, embed
         group's assignment covering every partition of every input topic."""
         recovered = app.tables.recovery.completed.is_set()
         indexes_built = table.store.ready
-        covered = service.group_holds_everything() and _inputs_assigned(app, table, parsers_topics)
+        covered = service.group_holds_everything() and _inputs_assigned(app, table, set(settings.input_topics))
         ingest = status.report()
         watchlist_loaded = uses.reader.loaded.is_set()
         return {"ready": recovered and indexes_built and covered and watchlist_loaded and not app.rebalancing
@@ -160,7 +161,6 @@ def _register_http(app: faust.App, settings: Settings, table: VectorTable, embed
                 "partitions_covered": covered, "watchlist_loaded": watchlist_loaded,
                 "rebalancing": app.rebalancing, "ingest": ingest}
 
-    parsers_topics = {settings.events_topic, *([settings.cdc_topic] if settings.cdc_topic else [])}
     use_views = UseCaseViews(uses, service, embedding, fanout, settings.broker, settings.alerts_topic)
 
     def report() -> dict[str, Any]:

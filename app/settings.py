@@ -126,6 +126,11 @@ class Settings:
         return f"{self.app_id}-events"
 
     @property
+    def input_topics(self) -> tuple[str, ...]:
+        """The topics the ingest agent reads: the events topic, and the CDC topic when set."""
+        return (self.events_topic, *([self.cdc_topic] if self.cdc_topic else []))
+
+    @property
     def dead_letter_topic(self) -> str:
         return f"{self.app_id}-dead-letters"
 

@@ -102,9 +102,11 @@ class _Slot:
 class IndexedStore(Store):
     """Faust's RocksDB store plus the worker's index; see the module docstring for the flow."""
 
-    def __init__(self, *args: Any, index: VectorIndex, snapshots: Snapshots | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, index: VectorIndex, snapshots: Snapshots | None = None,
+                 inputs: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.index = index
+        self._inputs = tuple(inputs)
         self._slots: dict[int, _Slot] = {}
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="index")
         self._snapshots = snapshots
@@ -230,8 +232,13 @@ class IndexedStore(Store):
         commits can be past events it never delivered (after a seek it counts a jump in offsets
         as done), so ingest starts from what the changelog says it did instead.
         """
-        offsets = {TP(topic, partition): offset for partition in partitions
-                   for topic, offset in self.progress(partition).next.items()}
+        offsets = {}
+        for partition in partitions:
+            done = self.progress(partition).next
+            # An input the record has not seen yet starts at its beginning: the group's own
+            # commit may be past events a stalled batch left behind (see agents/ingest.py).
+            offsets.update({TP(topic, partition): done.get(topic, 0) for topic in self._inputs})
+            offsets.update({TP(topic, partition): offset for topic, offset in done.items()})
         if not offsets:
             return
         try:

@@ -37,9 +37,10 @@ class VectorTable(faust.Table):
     """A Faust table whose store feeds the worker's index (see :mod:`tables.indexed_store`)."""
 
     def __init__(self, app: faust.App, *, index: VectorIndex, snapshots: Snapshots | None = None,
-                 **kwargs: Any) -> None:
+                 inputs: Sequence[str] = (), **kwargs: Any) -> None:
         self.index = index
         self.snapshots = snapshots
+        self.inputs = tuple(inputs)
         # bytes types make Faust pick the "raw" codec for the store and the changelog.
         super().__init__(app, name=TABLE_NAME, key_type=bytes, value_type=bytes, **kwargs)
 
@@ -50,7 +51,7 @@ class VectorTable(faust.Table):
             URL("rocksdb://"), self.app, self, table_name=self.name,
             key_type=self.key_type, key_serializer=self.key_serializer,
             value_type=self.value_type, value_serializer=self.value_serializer,
-            options=self.options, index=self.index, snapshots=self.snapshots,
+            options=self.options, index=self.index, snapshots=self.snapshots, inputs=self.inputs,
         )
 
     @property

@@ -156,10 +156,12 @@ class SearchService:
             return LocalResult(hits=hits, partitions=sorted(answering), behind=sorted(behind))
 
     async def _search(self, vectors: np.ndarray, row: Row, partitions: set[int]) -> list[list[Hit]]:
-        """One query inline (it takes ~0.2 ms and a thread hand-off costs as much); a batch on the
-        pool, its rows split over the threads (hnswlib releases the GIL)."""
+        """One query inline (it takes ~0.2 ms and a thread hand-off costs as much) unless the
+        index is being written, which would block the event loop (during a rebuild, writes
+        queue back to back); else on the pool, a batch's rows split over the threads (hnswlib
+        releases the GIL)."""
         predicate = row.predicate
-        if len(vectors) == 1:
+        if len(vectors) == 1 and not self.table.index.writing:
             return self.table.search(vectors, row.k, row.ef, predicate, partitions)
         loop = asyncio.get_running_loop()
         shares = [vectors[i::self.threads] for i in range(min(self.threads, len(vectors)))]
