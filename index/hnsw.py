@@ -101,6 +101,11 @@ class _ReadWriteLock:
                 if not self._readers:
                     self._cond.notify_all()
 
+    @property
+    def busy(self) -> bool:
+        """A writer holds the lock or waits for it: a reader now would wait."""
+        return self._writing or self._writers_waiting > 0
+
     @contextmanager
     def write(self) -> Iterator[None]:
         """Hold the lock exclusively."""
@@ -192,6 +197,11 @@ class VectorIndex:
     def allocated(self) -> int:
         """Nodes in the graph: live documents plus deleted slots waiting for reuse."""
         return len(self._ids)
+
+    @property
+    def writing(self) -> bool:
+        """Whether a write holds the index or waits for it (a search now would wait for it)."""
+        return self._lock.busy
 
     def __len__(self) -> int:
         """Number of live documents over all partitions."""
