@@ -425,6 +425,19 @@ class Row:
 ROWS: list[Row] = []
 
 
+def settle_and_report(group: Group, ledger: Ledger, broker: str, fault: str, runs: int) -> None:
+    """The end of a fault case: every record in the topic consumed, the running group sound and
+    never crashed, then a fresh worker rebuilt from the changelog alone sound too; one table row."""
+    produced = topic_size(broker, group.topic)
+    group.wait_consumed(produced, timeout=300)
+    running = verify(group.any(), ledger, produced)
+    assert_sound(running, "running group")
+    assert group.crashes() == []
+    fresh, ready = rebuild_alone(group, ledger, produced)
+    assert_sound(fresh, "fresh worker")
+    report(fault, runs, group, running, fresh, ready)
+
+
 def report(fault: str, runs: int, group: Group, running: Verdict, fresh: Verdict, fresh_ready: float) -> None:
     """Keep one row for the table ``make test-faults`` prints at the end."""
     recoveries = group.recoveries or [Recovery(0.0, 0.0)]

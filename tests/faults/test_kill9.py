@@ -41,12 +41,4 @@ def test_kill_9_at_random_moments_loses_nothing(group_factory: harness.GroupFact
     assert not feed.done, "the feed ended before the last kill: raise its size or lower its rate"
     feed.wait(timeout=300)
 
-    produced = harness.topic_size(group.broker, group.topic)
-    group.wait_consumed(produced, timeout=300)
-    running = harness.verify(group.any(), ledger, produced)
-    harness.assert_sound(running, "running group")
-    assert group.crashes() == []
-
-    fresh, ready = harness.rebuild_alone(group, ledger, produced)
-    harness.assert_sound(fresh, "fresh worker")
-    harness.report("kill -9 during ingest, same data dir", KILLS, group, running, fresh, ready)
+    harness.settle_and_report(group, ledger, group.broker, "kill -9 during ingest, same data dir", KILLS)
