@@ -30,12 +30,14 @@ from index.events import parse_event
 from index.hnsw import VectorIndex
 from tables.producer import MAX_REQUEST_BYTES, DurableProducer
 from tables.indexed_store import Snapshots
-from tables.vectors import VectorTable, keep_snapshots, keep_standbys_fresh, raw_bytes
+from tables.vectors import VectorTable, forget_moved_partitions, keep_snapshots, keep_standbys_fresh, raw_bytes
 
 logger = logging.getLogger(__name__)
 
 STANDBY_FLUSH_SECONDS = 0.02
 """How often buffered standby changelog records are applied (a warm standby answers queries)."""
+MOVED_CHECK_SECONDS = 10.0
+"""How often partitions that moved away are checked for having been kept long enough."""
 SNAPSHOT_DIR = "vectors-index.snapshot"
 """The index snapshot's directory, beside the worker's table stores (see tables/indexed_store.py)."""
 
@@ -92,9 +94,12 @@ def create_app(settings: Settings) -> Streamvec:
     snapshots = Snapshots(Path(app.conf.tabledir) / SNAPSHOT_DIR, embedder.model_id) \
         if settings.snapshot_interval > 0 else None
     table = app.tables.add(VectorTable(app, index=index, snapshots=snapshots, inputs=settings.input_topics,
+                                         keep_moved=settings.keep_moved,
                                          partitions=settings.partitions,
                                          options=settings.rocksdb_options))
     keep_standbys_fresh(app, STANDBY_FLUSH_SECONDS)
+    if settings.keep_moved > 0:
+        forget_moved_partitions(app, table, min(settings.keep_moved, MOVED_CHECK_SECONDS))
     if snapshots is not None:
         keep_snapshots(app, table, settings.snapshot_interval)
     status = IngestStatus()

@@ -73,6 +73,7 @@ class Settings:
     hnsw_ef_construction: int = field(default=200, metadata={"doc": "HNSW ef at build time."})
     hnsw_ef_search: int = field(default=0, metadata={"doc": "Default HNSW ef at query time, for the one index a worker keeps over all its partitions (a query may pass `ef`); 0 = 40, chosen with `make bench-query`: on 100k documents one index first reached recall@10 ≥ 0.95 at ef 24 (WordNet) and 32 (Debian descriptions), and 40 keeps a margin (0.977 and 0.960). Larger indexes need more."})
     snapshot_interval: float = field(default=60.0, metadata={"doc": "Seconds between snapshots of the worker's index into its data dir (only when the index moved on; also at a clean stop), so a restart loads it and replays only the changelog after it instead of building; 0 turns snapshots off."})
+    keep_moved: float = field(default=600.0, metadata={"doc": "Seconds a partition that moved to another worker stays in this worker's index, hidden from queries, so that when it comes back (a worker that joined leaves again, a rolling restart) only the changelog written meanwhile is replayed instead of a rebuild; 0 drops it at once. Its index memory is held that long (Kafka Streams keeps a moved task's state 10 minutes too)."})
     rocksdb_write_buffer_mb: int = field(default=4, metadata={"doc": "RocksDB memtable size per table partition (Faust's default, 64, holds ~40k records per partition in memory)."})
     rocksdb_block_cache_mb: int = field(default=8, metadata={"doc": "RocksDB block cache per table partition (reads are rare: the index answers queries)."})
     web_host: str = field(default="127.0.0.1", metadata={"doc": "Host other workers use to reach this one (must be unique with the port)."})
@@ -241,6 +242,8 @@ class Settings:
             raise SettingsError("timeouts must be positive")
         if self.max_standby_lag < 0:
             raise SettingsError(f"{ENV_PREFIX}MAX_STANDBY_LAG cannot be negative")
+        if self.keep_moved < 0:
+            raise SettingsError(f"{ENV_PREFIX}KEEP_MOVED cannot be negative (0 drops a moved partition at once)")
         if self.snapshot_interval < 0:
             raise SettingsError(f"{ENV_PREFIX}SNAPSHOT_INTERVAL cannot be negative (0 turns snapshots off)")
         choices = {"quantize": ("none", "int8"), "embed_provider": ("cpu", "cuda"), "event_loop": ("uvloop", "asyncio")}

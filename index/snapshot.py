@@ -81,11 +81,11 @@ def save(directory: Path, index: VectorIndex, covering: Callable[[], dict[int, C
             shutil.rmtree(temporary)
             return 0
         graph.save_index(str(temporary / _GRAPH))
-        ids, labels_partition, metadata, free = index.state()
+        ids, labels_partition, metadata, deleted = index.state()
     kept = np.isin(labels_partition, list(partitions))
     ids = [doc_id if keep else None for doc_id, keep in zip(ids, kept.tolist(), strict=True)]
     np.save(temporary / _PARTITIONS, labels_partition)
-    np.save(temporary / _FREE, np.asarray(free, dtype=np.int64))
+    np.save(temporary / _FREE, np.asarray(deleted, dtype=np.int64))
     _write_blobs(temporary / _IDS, [None if doc_id is None else doc_id.encode() for doc_id in ids])
     _write_blobs(temporary / _METADATA, [m if keep else None for m, keep in zip(metadata, kept.tolist(), strict=True)])
     files = {path.name: _sha256(path) for path in sorted(temporary.iterdir())}
@@ -136,10 +136,10 @@ def load(directory: Path, *, model_id: str, dim: int, ef_search: int) -> Snapsho
         graph.load_index(str(directory / _GRAPH), max_elements=max(len(partitions), 1))
         ids = [None if blob is None else blob.decode() for blob in _read_blobs(directory / _IDS)]
         metadata = _read_blobs(directory / _METADATA)
-        free = np.load(directory / _FREE).tolist()
+        deleted = np.load(directory / _FREE).tolist()
     except (OSError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
         raise SnapshotError(f"snapshot in {directory} could not be read: {exc}") from None
-    index = VectorIndex.restore(graph, ids, partitions, metadata, free, ef_search=ef_search)
+    index = VectorIndex.restore(graph, ids, partitions, metadata, deleted, ef_search=ef_search)
     return Snapshot(index, covered, float(manifest.get("taken", 0.0)))
 
 

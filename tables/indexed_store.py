@@ -14,6 +14,11 @@ arrives and a standby is promoted without a rebuild. Data reaches a partition th
   known. A newly held partition is built into the index from its local RocksDB there, because
   recovery replays only what came after the persisted offset.
 
+A partition that moves to another worker is not dropped from the index at once: it is suspended
+(hidden from searches, its graph nodes kept) for ``keep_moved`` seconds. If it comes back in that
+time (a worker that joined for a while leaves, a rolling restart), it is taken back like a
+snapshot's partition below, so only the changelog written meanwhile is replayed; else it is dropped.
+
 Snapshots (:mod:`index.snapshot`) spare a restart that build. The index is saved on a schedule
 and at a clean stop with, per partition, the changelog offset its documents reflect. At the
 first rebalance after a start, a snapshot that checks out is loaded before recovery begins, and
@@ -84,6 +89,15 @@ class Copy:
     applied: Progress  # the progress record the index has taken: what ingest had done
 
 
+@dataclass(frozen=True)
+class _Moved:
+    """A partition that moved away, suspended in the index: how far its copy was, and since when."""
+
+    offset: int
+    applied: Progress
+    since: float
+
+
 class _Slot:
     """One partition's documents in the index: being built, or built and fed in order."""
 
@@ -103,10 +117,12 @@ class IndexedStore(Store):
     """Faust's RocksDB store plus the worker's index; see the module docstring for the flow."""
 
     def __init__(self, *args: Any, index: VectorIndex, snapshots: Snapshots | None = None,
-                 inputs: Sequence[str] = (), **kwargs: Any) -> None:
+                 inputs: Sequence[str] = (), keep_moved: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.index = index
         self._inputs = tuple(inputs)
+        self._keep_moved = keep_moved
+        self._moved: dict[int, _Moved] = {}
         self._slots: dict[int, _Slot] = {}
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="index")
         self._snapshots = snapshots
@@ -188,13 +204,17 @@ class IndexedStore(Store):
         # Stop what runs for the partitions no longer held first: Faust drops their databases
         # next, and a build still reading one would keep its lock.
         lost = self._changelog_partitions(revoked) - self._changelog_partitions(assigned)
-        await self._close_slots(lost)
+        await self._close_slots(lost, keep=self._keep_moved > 0)
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        held = self._changelog_partitions(self.app.assignor.assigned_actives()
+                                          | self.app.assignor.assigned_standbys())
+        loop = asyncio.get_running_loop()
         if self._snapshots is not None and not self._restore_tried:
             self._restore_tried = True  # once per start: later rebalances build what they gain
-            held = self._changelog_partitions(self.app.assignor.assigned_actives()
-                                              | self.app.assignor.assigned_standbys())
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._restore, self._snapshots, held)
+            await loop.run_in_executor(self._pool, self._restore, self._snapshots, held)
+        returned = {p: self._moved.pop(p) for p in sorted(held & set(self._moved))}
+        if returned:
+            await loop.run_in_executor(self._pool, self._take_back, returned)
 
     def persisted_offset(self, tp: TP) -> int | None:
         """Faust's persisted offset, or for a partition restored from the snapshot the snapshot's
@@ -216,7 +236,7 @@ class IndexedStore(Store):
                 with slot.lock:
                     slot.built = not slot.cancelled
         await self._read_from_progress(actives)
-        await self._close_slots(set(self._slots) - held)
+        await self._close_slots(set(self._slots) - held, keep=self._keep_moved > 0)
         to_build = sorted(held - set(self._slots))
         for partition in to_build:
             slot = self._slots[partition] = _Slot(partition, Lane(self._pool))
@@ -246,6 +266,19 @@ class IndexedStore(Store):
         except Exception:
             logger.exception("partitions %s: committing the offsets of their progress records failed; ingest "
                              "reads on from the group's own commits", sorted(partitions))
+
+    async def forget_moved(self) -> None:
+        """Drop from the index the partitions that moved away more than ``keep_moved`` seconds ago."""
+        now = time.monotonic()
+        expired = sorted(p for p, moved in self._moved.items() if now - moved.since >= self._keep_moved)
+        if not expired:
+            return
+        for partition in expired:
+            del self._moved[partition]
+        dropped = await asyncio.get_running_loop().run_in_executor(
+            self._pool, lambda: sum(self.index.drop_suspended(p) for p in expired))
+        logger.info("partitions %s did not come back within %.0f s: %d documents dropped from the index",
+                    expired, self._keep_moved, dropped)
 
     async def snapshot(self) -> None:
         """Save the index if a built partition moved on since the last snapshot (see module docstring)."""
@@ -283,14 +316,35 @@ class IndexedStore(Store):
                                "building it from the store instead", partition, covered.offset, stored)
         self.index.adopt(found.index, set(usable))
         for partition, covered in usable.items():
-            slot = self._slots[partition] = _Slot(partition, Lane(self._pool))
-            slot.building, slot.offset, slot.applied = False, covered.offset, progress.decode(covered.progress)
-            self._rewound[partition] = covered.offset
-            self._restored.add(partition)
+            self._resume(partition, covered.offset, progress.decode(covered.progress))
         logger.info("index restored from the snapshot of %s in %.2f s: partitions %s, %d documents; the "
                     "changelog after their offsets %s is replayed", time.strftime("%H:%M:%S",
                     time.localtime(found.taken)), time.perf_counter() - started, sorted(usable), len(self.index),
                     {p: c.offset for p, c in usable.items()})
+
+    def _take_back(self, returned: dict[int, _Moved]) -> None:
+        """Resume the suspended copies of partitions that came back, when the local store has
+        kept up with them (see the module docstring)."""
+        for partition, moved in returned.items():
+            stored = super().persisted_offset(TP(self.table.changelog_topic_name, partition))
+            if stored is None or stored < moved.offset:
+                logger.warning("partition %d came back, but its local store (changelog offset %s) is behind its "
+                               "index copy (%d); building it from the store instead", partition, stored, moved.offset)
+                self.index.drop_suspended(partition)
+                continue
+            documents = self.index.resume_partition(partition)
+            self._resume(partition, moved.offset, moved.applied)
+            logger.info("partition %d came back after %.1f s: %d documents taken back into the index; the changelog "
+                        "after offset %d is replayed", partition, time.monotonic() - moved.since, documents,
+                        moved.offset)
+
+    def _resume(self, partition: int, offset: int, applied: Progress) -> None:
+        """A slot for documents already in the index up to changelog ``offset``: recovery replays
+        what came after it (see :meth:`persisted_offset`) and completes the copy."""
+        slot = self._slots[partition] = _Slot(partition, Lane(self._pool))
+        slot.building, slot.offset, slot.applied = False, offset, applied
+        self._rewound[partition] = offset
+        self._restored.add(partition)
 
     def _save(self, snapshots: Snapshots) -> None:
         covered: dict[int, Covered] = {}
@@ -335,29 +389,38 @@ class IndexedStore(Store):
                 return None
         return slot.lane.submit(self._apply, slot, ops, offset)
 
-    async def _close_slots(self, partitions: set[int]) -> None:
-        """Stop answering for ``partitions`` now, let running jobs end, and drop their documents."""
-        closed: list[_Slot] = []
+    async def _close_slots(self, partitions: set[int], keep: bool = False) -> None:
+        """Stop answering for ``partitions`` now and let running jobs end; then drop their
+        documents, or with ``keep`` suspend those of built copies (see the module docstring)."""
+        closed: dict[Future[None], tuple[_Slot, bool]] = {}
         for partition in partitions:
             slot = self._slots.pop(partition, None)
             if slot is not None:
                 with slot.lock:
+                    built = slot.built
                     slot.cancelled = True
                     slot.built = False
                     slot.pending = []
-                closed.append(slot)
+                closed[slot.lane.idle()] = (slot, built)
         if not closed:
             return
         loop = asyncio.get_running_loop()
-        done, running = await loop.run_in_executor(None, lambda: wait([s.lane.idle() for s in closed],
-                                                                       timeout=_MOVE_WAIT_SECONDS))
+        done, running = await loop.run_in_executor(None, lambda: wait(closed, timeout=_MOVE_WAIT_SECONDS))
         if running:
             logger.warning("index jobs of partitions %s still ran %.0f s after the partitions moved",
-                           sorted(partitions), _MOVE_WAIT_SECONDS)
-        dropped = await loop.run_in_executor(
-            self._pool, lambda: sum(self.index.drop_partition(slot.partition) for slot in closed))
-        logger.info("partitions %s no longer held here: %d documents dropped from the index",
-                    sorted(partitions), dropped)
+                           sorted(closed[f][0].partition for f in running), _MOVE_WAIT_SECONDS)
+        kept = [slot for future, (slot, built) in closed.items() if keep and built and future in done]
+        dropped = [slot.partition for slot, _ in closed.values() if slot not in kept]
+
+        def close() -> tuple[int, int]:
+            return (sum(self.index.suspend_partition(slot.partition) for slot in kept),
+                    sum(self.index.drop_partition(partition) for partition in dropped))
+        suspended, removed = await loop.run_in_executor(self._pool, close)
+        now = time.monotonic()
+        self._moved.update({slot.partition: _Moved(slot.offset, slot.applied, now) for slot in kept})
+        logger.info("partitions %s no longer held here: %d documents dropped from the index, %d of partitions %s "
+                    "kept hidden for %.0f s in case they come back", sorted(dropped), removed, suspended,
+                    sorted(slot.partition for slot in kept), self._keep_moved)
 
     def _apply(self, slot: _Slot, ops: list[Op], offset: int) -> None:
         with slot.lock:

@@ -37,10 +37,11 @@ class VectorTable(faust.Table):
     """A Faust table whose store feeds the worker's index (see :mod:`tables.indexed_store`)."""
 
     def __init__(self, app: faust.App, *, index: VectorIndex, snapshots: Snapshots | None = None,
-                 inputs: Sequence[str] = (), **kwargs: Any) -> None:
+                 inputs: Sequence[str] = (), keep_moved: float = 0.0, **kwargs: Any) -> None:
         self.index = index
         self.snapshots = snapshots
         self.inputs = tuple(inputs)
+        self.keep_moved = keep_moved
         # bytes types make Faust pick the "raw" codec for the store and the changelog.
         super().__init__(app, name=TABLE_NAME, key_type=bytes, value_type=bytes, **kwargs)
 
@@ -52,6 +53,7 @@ class VectorTable(faust.Table):
             key_type=self.key_type, key_serializer=self.key_serializer,
             value_type=self.value_type, value_serializer=self.value_serializer,
             options=self.options, index=self.index, snapshots=self.snapshots, inputs=self.inputs,
+            keep_moved=self.keep_moved,
         )
 
     @property
@@ -123,6 +125,14 @@ def keep_standbys_fresh(app: faust.App, every: float) -> None:
     @app.timer(every)
     async def flush_changelog_buffers() -> None:
         app.tables.recovery.flush_buffers()
+
+
+def forget_moved_partitions(app: faust.App, table: VectorTable, every: float) -> None:
+    """Every ``every`` seconds, drop from the index the partitions that moved away and did not come
+    back within ``keep_moved`` (see :mod:`tables.indexed_store`)."""
+    @app.timer(every)
+    async def forget_moved() -> None:
+        await table.store.forget_moved()
 
 
 def keep_snapshots(app: faust.App, table: VectorTable, every: float) -> None:

@@ -58,6 +58,14 @@ class _StateCollector(Collector):
                 lag.add_metric([str(partition)], copy.lag)
         yield documents
         yield lag
+        index = self._table.index
+        nodes = GaugeMetricFamily("streamvec_index_nodes", "Nodes in this worker's HNSW graph by state",
+                                  labels=["state"])
+        documents_held, deleted = len(index), index.garbage
+        for state, count in (("document", documents_held), ("deleted", deleted),
+                             ("suspended", index.allocated - documents_held - deleted)):
+            nodes.add_metric([state], count)
+        yield nodes
         events = CounterMetricFamily("streamvec_events", "Consumed events by outcome, since the app id's first "
                                      "event (kept in the changelog)", labels=["partition", "outcome"])
         dead = CounterMetricFamily("streamvec_dead_letters", "Dead-lettered events by reason", labels=["partition", "reason"])

@@ -448,11 +448,12 @@ def document_mismatches(cluster: Cluster, model: Model) -> list[str]:
                             f"{answer}")
             continue
         # Documents with the same look have the same vector: any of them may come first.
-        hits = worker.search(**query_for(doc.look), k=sharing[doc.look] + 2)["results"]
+        answer = worker.search(**query_for(doc.look), k=sharing[doc.look] + 2)
+        hits = answer["results"]
         found = next((hit for hit in hits if hit["id"] == doc_id), None)
         if found is None or found["metadata"] != doc.metadata:
-            problems.append(f"{doc_id}: not found by its {doc.look[0]} ({found}); top hits "
-                            f"{[(h['id'], round(h['score'], 4)) for h in hits[:3]]}")
+            problems.append(f"{doc_id}: not found by its {doc.look[0]} ({found}) through {worker.name}; top hits "
+                            f"{[(h['id'], round(h['score'], 4)) for h in hits[:3]]}, partitions {answer['partitions']}")
     return problems
 
 
@@ -461,7 +462,9 @@ def assert_documents(cluster: Cluster, model: Model, timeout: float = 30.0) -> N
     deadline = time.monotonic() + timeout
     while problems := document_mismatches(cluster, model):
         if time.monotonic() > deadline:
-            raise AssertionError(f"{len(problems)} documents not as modelled, e.g.:\n" + "\n".join(problems[:10]))
+            copies = {w.name: w.stats()["workers"].get(w.url) for w in cluster.workers}
+            raise AssertionError(f"{len(problems)} documents not as modelled, e.g.:\n" + "\n".join(problems[:10])
+                                 + f"\nthe workers' copies: {copies}")
         time.sleep(1)
     stats = cluster.stats()
     assert stats["documents"] == len(model.live()) and not stats["partial"], \
