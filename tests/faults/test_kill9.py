@@ -1,7 +1,7 @@
 """kill -9 of a worker at random moments during ingest, ten times, each restart on the same data dir.
 
 Vector events with rising versions and deletes: whatever was delivered twice, the last event of
-each id decides its state. Standby replicas are off here (the rebalance storm runs with them on),
+each id decides its state. Standby replicas are off here (the rebalance storm runs with them on and off),
 so every restart recovers its partitions from its own RocksDB and the changelog tail.
 """
 
