@@ -205,17 +205,22 @@ def send_now(broker: str, topic: str, records: Sequence[Record]) -> None:
     assert feed.error is None, f"producing failed: {feed.error!r}"
 
 
-def topic_size(broker: str, topic: str) -> int:
-    """How many records ``topic`` holds: the sum of its partitions' end offsets."""
-    async def run() -> int:
+def end_offsets(broker: str, topic: str) -> dict[int, int]:
+    """Each partition's end offset: the offset its next record will get."""
+    async def run() -> dict[int, int]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker), group_id=None)
         await consumer.start()
         try:
-            partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-            return sum((await consumer.end_offsets(partitions)).values())
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
+            return {tp.partition: end for tp, end in ends.items()}
         finally:
             await consumer.stop()
     return asyncio.run(run())
+
+
+def topic_size(broker: str, topic: str) -> int:
+    """How many records ``topic`` holds: the sum of its partitions' end offsets."""
+    return sum(end_offsets(broker, topic).values())
 
 
 def committed_offsets(broker: str, group: str) -> int:
@@ -357,6 +362,12 @@ def verify(worker: Worker, ledger: Ledger, produced: int, sample: int = 200) -> 
     assert outcomes["dead_lettered"] == ledger.invalid, \
         f"{outcomes['dead_lettered']} dead letters, but {ledger.invalid} invalid events were produced"
     lost, resurrected = _check_documents(worker, ledger)
+    # Outcomes count once a batch is in RocksDB; the index takes it just after (on its lanes).
+    # Searches ask for every event first, the way a client reads its own writes.
+    ends = end_offsets(worker.env["STREAMVEC_BROKER"], f"{worker.env['STREAMVEC_APP_ID']}-events")
+    after = {str(p): end - 1 for p, end in ends.items() if end}
+    wait_for("the index to take every event", lambda: not worker.search(
+        vector=[1.0] * DIM, k=1, after=after)["partitions"].get("behind"), timeout=60, interval=0.2)
     rng = random.Random(produced)
     live = {doc_id: e for doc_id, e in ledger.live().items() if e.vector_version is not None}
     gone = [doc_id for doc_id, e in ledger.expect.items() if not e.live and e.vector_version is not None]
