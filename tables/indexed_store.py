@@ -167,18 +167,7 @@ class IndexedStore(Store):
         crash the store is at a changelog offset and recovery replays what comes after it.
         Returns the index job's future, or None while the partition is being built (the
         writes are applied when the build ends).
-
-        During a rebalance, or once the partition is no longer this worker's to consume, nothing
-        is written here: a batch that outlived its partition's revocation must not write a copy
-        that is now a standby (or another worker's), whose store must follow the changelog
-        alone. Its records are in the changelog already; if the partition stays or comes back
-        here, recovery brings them, and ingest reads on from the progress record it finds.
         """
-        actives = self._changelog_partitions(self.app.assignor.assigned_actives())
-        if self.app.rebalancing or partition not in actives:
-            logger.info("partition %d: a batch finished during a rebalance or after the partition moved; its "
-                        "records reached the changelog, and this worker's store takes them from there", partition)
-            return None
         batch = WriteBatch(raw_mode=True)
         for key, value in writes:
             batch.put(key, value)
