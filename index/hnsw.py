@@ -469,13 +469,15 @@ class VectorIndex:
             yield
 
     def _compact_if_worn(self) -> None:
-        if self._garbage > max(_COMPACT_MIN, self._live + self._suspended_count()):
+        if self._worn():
             with self._writer:
-                if self._garbage > max(_COMPACT_MIN, self._live + self._suspended_count()):
+                if self._worn():  # another writer may have compacted meanwhile
                     self._compact()
 
-    def _suspended_count(self) -> int:
-        return sum(len(docs) for docs in self._suspended.values())
+    def _worn(self) -> bool:
+        """Deleted nodes outnumber the nodes that hold a document, live or suspended (every other
+        node), and :data:`_COMPACT_MIN`."""
+        return self._garbage > max(_COMPACT_MIN, len(self._ids) - self._garbage)
 
     def _compact(self) -> int:
         """:meth:`compact`, with the writer lock held: the graph cannot change under the reads."""
