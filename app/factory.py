@@ -28,6 +28,7 @@ from app.topics import bootstrap
 from app.usecases import UseCases, register_use_cases
 from index.events import parse_event
 from index.hnsw import VectorIndex
+from tables.changelog_reader import ChangelogReader
 from tables.producer import MAX_REQUEST_BYTES, DurableProducer
 from tables.indexed_store import Snapshots
 from tables.vectors import VectorTable, forget_moved_partitions, keep_snapshots, keep_standbys_fresh, raw_bytes
@@ -93,7 +94,8 @@ def create_app(settings: Settings) -> Streamvec:
                         ef_search=settings.ef_search)
     snapshots = Snapshots(Path(app.conf.tabledir) / SNAPSHOT_DIR, embedder.model_id) \
         if settings.snapshot_interval > 0 else None
-    table = app.tables.add(VectorTable(app, index=index, snapshots=snapshots, inputs=settings.input_topics,
+    table = app.tables.add(VectorTable(app, index=index, reader=ChangelogReader(bootstrap(settings.broker)),
+                                         snapshots=snapshots, inputs=settings.input_topics,
                                          keep_moved=settings.keep_moved,
                                          partitions=settings.partitions,
                                          options=settings.rocksdb_options))

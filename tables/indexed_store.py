@@ -9,7 +9,8 @@ arrives and a standby is promoted without a rebuild. Data reaches a partition th
   acknowledged them. Records, the partition's progress record and the changelog offset go into
   RocksDB in one write batch, so the local store is never ahead of the changelog, and a restart
   replays exactly what it lacks (Faust recovers from the persisted offset);
-* ``apply_changelog_batch``: changelog replay during recovery, and standby updates;
+* ``apply_changelog_batch``: changelog replay during recovery, and standby updates, in offset
+  order with none skipped (:mod:`tables.ordered_store`);
 * ``on_recovery_completed``: the end of every rebalance, when the partitions this worker holds are
   known. A newly held partition is built into the index from its local RocksDB there, because
   recovery replays only what came after the persisted offset.
@@ -43,14 +44,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from faust.stores.rocksdb import Store
 from faust.types import TP, EventT
 from rocksdict import WriteBatch
 
@@ -58,7 +58,9 @@ from index import codec, progress, snapshot
 from index.hnsw import VectorIndex
 from index.progress import Progress
 from index.snapshot import Covered, SnapshotError
+from tables.changelog_reader import ChangelogReader
 from tables.lanes import Lane
+from tables.ordered_store import OrderedStore
 
 logger = logging.getLogger(__name__)
 
@@ -113,12 +115,12 @@ class _Slot:
         self.applied = Progress()
 
 
-class IndexedStore(Store):
+class IndexedStore(OrderedStore):
     """Faust's RocksDB store plus the worker's index; see the module docstring for the flow."""
 
-    def __init__(self, *args: Any, index: VectorIndex, snapshots: Snapshots | None = None,
+    def __init__(self, *args: Any, index: VectorIndex, reader: ChangelogReader, snapshots: Snapshots | None = None,
                  inputs: Sequence[str] = (), keep_moved: float = 0.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, reader=reader, **kwargs)
         self.index = index
         self._inputs = tuple(inputs)
         self._keep_moved = keep_moved
@@ -127,8 +129,12 @@ class IndexedStore(Store):
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="index")
         self._snapshots = snapshots
         self._restore_tried = False
-        self._rewound: dict[int, int] = {}  # partition -> the snapshot's offset, until recovery completes
-        self._restored: set[int] = set()
+        self._rewound: dict[int, int] = {}  # partition -> its index copy's offset, until Faust asks where to replay from
+        self._restored: set[int] = set()  # partitions taken back, built once their replay is in the index
+        # Faust can start the next rebalance while this worker's end of the last one still runs (it waits
+        # for index jobs off the loop); both change the slots, so they take turns.
+        self._turn = asyncio.Lock()
+        self._generation = 0
         self._saved: dict[int, int] = {}  # what the last snapshot covered
 
     # ---- what the query path and the ingest agent read ------------------------------------
@@ -173,6 +179,7 @@ class IndexedStore(Store):
             batch.put(key, value)
         batch.put(self.offset_key, str(changelog_offset).encode())
         self._db_for_partition(partition).write(batch)
+        self._wrote(partition, changelog_offset)
         return self._enqueue(partition, list(writes), changelog_offset)
 
     def _set(self, key: bytes, value: bytes | None) -> None:
@@ -184,11 +191,9 @@ class IndexedStore(Store):
 
     # ---- Faust hooks ------------------------------------------------------------------
 
-    def apply_changelog_batch(
-        self, batch: Iterable[EventT], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
-    ) -> None:
-        events = list(batch)
-        super().apply_changelog_batch(events, to_key, to_value)
+    def _write_changelog(self, events: list[EventT]) -> None:
+        """Changelog records, in offset order per partition, to RocksDB and then the index."""
+        super()._write_changelog(events)
         by_partition: dict[int, list[Op]] = {}
         last: dict[int, int] = {}
         for event in events:
@@ -203,6 +208,11 @@ class IndexedStore(Store):
     ) -> None:
         # Stop what runs for the partitions no longer held first: Faust drops their databases
         # next, and a build still reading one would keep its lock.
+        async with self._turn:
+            self._generation = generation_id
+            await self._rebalance(assigned, revoked, newly_assigned, generation_id)
+
+    async def _rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int) -> None:
         lost = self._changelog_partitions(revoked) - self._changelog_partitions(assigned)
         await self._close_slots(lost, keep=self._keep_moved > 0)
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
@@ -216,20 +226,27 @@ class IndexedStore(Store):
         if returned:
             await loop.run_in_executor(self._pool, self._take_back, returned)
 
-    def persisted_offset(self, tp: TP) -> int | None:
-        """Faust's persisted offset, or for a partition restored from the snapshot the snapshot's
-        offset, so that recovery replays the changelog after it into the index too."""
+    def _replay_from(self, tp: TP) -> int | None:
+        """Faust's persisted offset, or for a partition restored from the snapshot or taken back its
+        index copy's offset, so that recovery replays the changelog after it into the index too.
+        Asked once per rebalance: a later one replays from what RocksDB and the index both have by then."""
         if tp.topic in self.table.changelog_topic.topics and tp.partition in self._rewound:
-            return self._rewound[tp.partition]
-        return super().persisted_offset(tp)  # type: ignore[no-any-return]
+            return self._rewound.pop(tp.partition)
+        return super()._replay_from(tp)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)
-        actives = self._changelog_partitions(active_tps)
-        held = actives | self._changelog_partitions(standby_tps)
-        self._rewound.clear()
-        restored = [self._slots[partition] for partition in sorted(self._restored & held)]
-        self._restored.clear()
+        async with self._turn:
+            if self.app.consumer_generation_id != self._generation:
+                logger.info("recovery of generation %d completed after generation %d began; the end of that "
+                            "rebalance builds what this worker holds", self._generation, self.app.consumer_generation_id)
+                return
+            await self._complete(self._changelog_partitions(active_tps), self._changelog_partitions(standby_tps))
+
+    async def _complete(self, actives: set[int], standbys: set[int]) -> None:
+        held = actives | standbys
+        restored = [self._slots[partition] for partition in sorted(self._restored & held & set(self._slots))]
+        self._restored -= held
         if restored:  # replayed up to the changelog's end once their queued records are in the index
             await asyncio.get_running_loop().run_in_executor(None, lambda: wait([s.lane.idle() for s in restored]))
             for slot in restored:
@@ -307,7 +324,7 @@ class IndexedStore(Store):
             return
         usable: dict[int, Covered] = {}
         for partition, covered in sorted(found.partitions.items()):
-            stored = super().persisted_offset(TP(self.table.changelog_topic_name, partition)) if partition in held \
+            stored = self.stored_offset(partition) if partition in held \
                 else None
             if stored is not None and stored >= covered.offset:
                 usable[partition] = covered
@@ -326,7 +343,7 @@ class IndexedStore(Store):
         """Resume the suspended copies of partitions that came back, when the local store has
         kept up with them (see the module docstring)."""
         for partition, moved in returned.items():
-            stored = super().persisted_offset(TP(self.table.changelog_topic_name, partition))
+            stored = self.stored_offset(partition)
             if stored is None or stored < moved.offset:
                 logger.warning("partition %d came back, but its local store (changelog offset %s) is behind its "
                                "index copy (%d); building it from the store instead", partition, stored, moved.offset)
@@ -340,7 +357,7 @@ class IndexedStore(Store):
 
     def _resume(self, partition: int, offset: int, applied: Progress) -> None:
         """A slot for documents already in the index up to changelog ``offset``: recovery replays
-        what came after it (see :meth:`persisted_offset`) and completes the copy."""
+        what came after it (see :meth:`_replay_from`) and completes the copy."""
         slot = self._slots[partition] = _Slot(partition, Lane(self._pool))
         slot.building, slot.offset, slot.applied = False, offset, applied
         self._rewound[partition] = offset
@@ -395,6 +412,7 @@ class IndexedStore(Store):
         closed: dict[Future[None], tuple[_Slot, bool]] = {}
         for partition in partitions:
             slot = self._slots.pop(partition, None)
+            self._restored.discard(partition)
             if slot is not None:
                 with slot.lock:
                     built = slot.built
@@ -501,7 +519,7 @@ class IndexedStore(Store):
 
     def _publish(self, slot: _Slot) -> None:
         """Apply the writes that came during the build, then let the copy answer queries."""
-        persisted = self.persisted_offset(TP(self.table.changelog_topic_name, slot.partition))
+        persisted = self.stored_offset(slot.partition)
         slot.offset = max(slot.offset, -1 if persisted is None else persisted)
         slot.applied = self.progress(slot.partition)
         while True:

@@ -1,7 +1,8 @@
 """The profiles table: one record per user (index/profiles.py), in RocksDB and a changelog.
 
 A plain Faust table keyed by user, co-partitioned with ``<app id>-activity-by-user``, so
-it survives restarts and moves between workers like every Faust table. Two additions:
+it survives restarts and moves between workers like every Faust table; its store takes
+changelog records in offset order, none skipped (:mod:`tables.ordered_store`). Two additions:
 the agent can wait for the broker to acknowledge the changelog records of its writes
 (Faust only queues them), and the web layer can read a user's record from the partitions
 this worker serves.
@@ -17,15 +18,22 @@ import faust
 from faust.streams import _current_event
 from faust.types import EventT, FutureMessage
 
+from tables.changelog_reader import ChangelogReader
+from tables.ordered_store import OrderedStore, store_for
+
 TABLE_NAME = "profiles"
 
 
 class ProfileTable(faust.Table):
     """Users' profile records (bytes) by user id (UTF-8 bytes)."""
 
-    def __init__(self, app: faust.App, **kwargs: Any) -> None:
+    def __init__(self, app: faust.App, *, reader: ChangelogReader, **kwargs: Any) -> None:
+        self.reader = reader
         super().__init__(app, name=TABLE_NAME, key_type=bytes, value_type=bytes, **kwargs)
         self._unacked: list[FutureMessage] = []
+
+    def _new_store(self) -> OrderedStore:
+        return store_for(self, OrderedStore, reader=self.reader)
 
     def read_in(self, partition: int, user: str) -> bytes | None:
         """The user's record in ``partition``, which this worker must hold (the agent's own)."""

@@ -13,13 +13,14 @@ from typing import Any
 
 import faust
 import numpy as np
-from yarl import URL
 
 from index import codec
 from index.filters import Predicate
 from index.hnsw import Hit, VectorIndex
 from index.progress import Progress
+from tables.changelog_reader import ChangelogReader
 from tables.indexed_store import Copy, IndexedStore, Snapshots
+from tables.ordered_store import store_for
 
 TABLE_NAME = "vectors"
 
@@ -36,9 +37,11 @@ def raw_bytes() -> faust.Schema:
 class VectorTable(faust.Table):
     """A Faust table whose store feeds the worker's index (see :mod:`tables.indexed_store`)."""
 
-    def __init__(self, app: faust.App, *, index: VectorIndex, snapshots: Snapshots | None = None,
-                 inputs: Sequence[str] = (), keep_moved: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, app: faust.App, *, index: VectorIndex, reader: ChangelogReader,
+                 snapshots: Snapshots | None = None, inputs: Sequence[str] = (), keep_moved: float = 0.0,
+                 **kwargs: Any) -> None:
         self.index = index
+        self.reader = reader
         self.snapshots = snapshots
         self.inputs = tuple(inputs)
         self.keep_moved = keep_moved
@@ -46,15 +49,8 @@ class VectorTable(faust.Table):
         super().__init__(app, name=TABLE_NAME, key_type=bytes, value_type=bytes, **kwargs)
 
     def _new_store(self) -> IndexedStore:
-        # Per-table store URLs are broken in Faust 0.15 (notes/faust-internals.md §2.1),
-        # so the store class is chosen here instead of by URL.
-        return IndexedStore(
-            URL("rocksdb://"), self.app, self, table_name=self.name,
-            key_type=self.key_type, key_serializer=self.key_serializer,
-            value_type=self.value_type, value_serializer=self.value_serializer,
-            options=self.options, index=self.index, snapshots=self.snapshots, inputs=self.inputs,
-            keep_moved=self.keep_moved,
-        )
+        return store_for(self, IndexedStore, index=self.index, reader=self.reader, snapshots=self.snapshots,
+                         inputs=self.inputs, keep_moved=self.keep_moved)
 
     @property
     def store(self) -> IndexedStore:

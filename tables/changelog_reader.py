@@ -1,0 +1,84 @@
+"""Reading a range of a changelog partition straight from the broker, outside Faust's consumer.
+
+The store asks for the records Faust's recovery consumer skipped (:mod:`tables.changelog_order`).
+A consumer of its own, with no group, assigned the one partition and seeked to the range's start:
+Faust's consumer is left alone, so its positions and its in-flight fetches cannot interfere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP
+
+from index.exceptions import StreamvecError
+
+READ_TIMEOUT_SECONDS = 30.0
+
+
+class ChangelogUnreadable(StreamvecError):
+    """The range could not be read in time: the broker is down or slow; the store tries again."""
+
+
+@dataclass(frozen=True)
+class ChangelogMessage:
+    """The parts of a Kafka message that Faust's RocksDB store applies."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def tp(self) -> TP:
+        return TP(self.topic, self.partition)
+
+
+@dataclass(frozen=True)
+class ChangelogEvent:
+    """A record read here, shaped like the Faust event that would have brought it."""
+
+    message: ChangelogMessage
+
+
+class ChangelogReader:
+    """Reads ranges of changelog partitions from the brokers at ``bootstrap`` (``host:port,…``)."""
+
+    def __init__(self, bootstrap: str, timeout: float = READ_TIMEOUT_SECONDS) -> None:
+        self._bootstrap = bootstrap
+        self._timeout = timeout
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[ChangelogEvent]:
+        """The records of offsets ``start`` to ``end`` (exclusive) that the broker still has, in order.
+
+        Raises:
+            ChangelogUnreadable: the broker did not give the range within the timeout.
+        """
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        try:
+            return await asyncio.wait_for(self._read(consumer, topic, partition, start, end), self._timeout)
+        except Exception as exc:
+            raise ChangelogUnreadable(f"{topic} partition {partition}: offsets {start} to {end - 1} not read "
+                                      f"({type(exc).__name__}: {exc}); check that the brokers at {self._bootstrap} "
+                                      "are up") from exc
+        finally:
+            await consumer.stop()
+
+    @staticmethod
+    async def _read(consumer: AIOKafkaConsumer, topic: str, partition: int, start: int,
+                    end: int) -> list[ChangelogEvent]:
+        await consumer.start()
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        found: list[ChangelogEvent] = []
+        # A compacted range ends early, so the position, not the last offset, says when it is read.
+        while await consumer.position(tp) < end:
+            fetched = await consumer.getmany(tp, timeout_ms=500)
+            found += [ChangelogEvent(ChangelogMessage(topic, partition, r.offset, r.key, r.value))
+                      for r in fetched.get(tp, []) if start <= r.offset < end]
+        return found

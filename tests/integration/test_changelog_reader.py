@@ -1,0 +1,35 @@
+"""The store reads the changelog records Faust's consumer skipped straight from the broker: a
+range comes back whole and in order, and one the broker does not have is an error, not a hang."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from app.topics import ensure_topic
+from tables.changelog_reader import ChangelogReader, ChangelogUnreadable
+from tests.conftest import send_records
+
+
+def test_a_range_of_a_partition_comes_back_whole_and_in_order(kafka_broker: str) -> None:
+    topic = f"reader-{uuid.uuid4().hex[:8]}"
+    asyncio.run(ensure_topic(kafka_broker, topic, 1))
+    send_records(kafka_broker, topic, [(f"doc-{n}".encode(), f"v{n}".encode()) for n in range(50)])
+
+    events = asyncio.run(ChangelogReader(kafka_broker).read(topic, 0, 10, 20))
+
+    assert [e.message.offset for e in events] == list(range(10, 20))
+    assert [(e.message.key, e.message.value) for e in events] == [(f"doc-{n}".encode(), f"v{n}".encode())
+                                                                  for n in range(10, 20)]
+    assert {(e.message.tp.topic, e.message.tp.partition) for e in events} == {(topic, 0)}
+
+
+def test_a_range_past_the_end_is_an_error_after_the_timeout(kafka_broker: str) -> None:
+    topic = f"reader-{uuid.uuid4().hex[:8]}"
+    asyncio.run(ensure_topic(kafka_broker, topic, 1))
+    send_records(kafka_broker, topic, [(b"doc", b"v")])
+
+    with pytest.raises(ChangelogUnreadable, match="not read"):
+        asyncio.run(ChangelogReader(kafka_broker, timeout=2.0).read(topic, 0, 0, 5))
