@@ -9,9 +9,11 @@ found 6 stale and 3 deleted ids back that way).
 
 So every record is checked against the offset its partition's copy is at. The next one is taken;
 an older one is dropped (the copy has it, and writing it again would undo newer ones); one past a
-gap is held, with every record after it, while the missing range is read from the broker
-straight. That range may come back short or empty, since compaction removes records, and that
-is not a loss: whatever the broker still has of it is taken, then what was held.
+gap is held, with every record after it, while the broker is read straight from the gap's start
+to the last record held by then. What it returns is the truth for that range: it may lack offsets,
+since compaction removes records, and that is not a loss. One read covers every gap among the
+records held meanwhile, so a compacted stretch of changelog, where nearly every batch has gaps,
+costs a read per round trip, not one per gap.
 """
 
 from __future__ import annotations
@@ -83,16 +85,22 @@ class ChangelogOrder(Generic[T]):
                 state.at = offset
         return ready, gaps
 
-    def filled(self, gap: Gap, records: Iterable[T]) -> tuple[list[T], list[Gap]]:
-        """What the broker still has of ``gap``, then the records held behind it: what may be
-        applied now, and any further gap among the held ones. Nothing if the partition was reset
-        or forgotten while the range was read."""
+    def extent(self, gap: Gap) -> int:
+        """Where a read for ``gap`` should end (exclusive): past the last record held behind it."""
+        state = self._partitions.get(gap.partition)
+        held = [self._where(r)[1] for r in state.held] if state is not None and state.missing == gap else []
+        return max([gap.end - 1, *held]) + 1
+
+    def filled(self, gap: Gap, records: Iterable[T], upto: int) -> tuple[list[T], list[Gap]]:
+        """The broker's records from ``gap``'s start to ``upto`` (exclusive), which replace what
+        was held in that range, then the records held past it: what may be applied now, and any
+        further gap among the latter. Nothing if the partition was reset or forgotten meanwhile."""
         if not self.waiting(gap):
             return [], []
         state = self._partitions[gap.partition]
-        ready = sorted((r for r in records if state.at < self._where(r)[1] < gap.end), key=lambda r: self._where(r)[1])
-        state.at = gap.end - 1
+        ready = sorted((r for r in records if state.at < self._where(r)[1] < upto), key=lambda r: self._where(r)[1])
+        state.at = max(state.at, upto - 1)
         state.missing = None
-        held, state.held = state.held, []
+        held, state.held = [r for r in state.held if self._where(r)[1] >= upto], []
         more, gaps = self.admit(held)
         return ready + more, gaps

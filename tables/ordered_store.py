@@ -4,9 +4,9 @@ Faust's recovery consumer can skip changelog records around a rebalance (see
 :mod:`tables.changelog_order` for what was seen). A store that applied what came after them
 would move its persisted offset past them, and neither Faust nor a later restart would read them
 again: a standby copy, and the active it is promoted to, would keep older versions for good. So
-each record is checked against the offset its partition's copy is at, and a range that was not
-delivered is read from the broker straight (:mod:`tables.changelog_reader`) before what came after
-it is applied. Meanwhile the copy stays at the offset before the range, so its lag shows.
+each record is checked against the offset its partition's copy is at, and from a range that was
+not delivered on, the broker is read straight (:mod:`tables.changelog_reader`) before what came
+after it is applied. Meanwhile the copy stays at the offset before the range, so its lag shows.
 
 Every table of the worker uses this store: the vectors table through
 :class:`tables.indexed_store.IndexedStore`, the profiles table as it is.
@@ -100,9 +100,9 @@ class OrderedStore(Store):
 
     def _fill(self, gaps: Iterable[Gap]) -> None:
         for gap in gaps:
-            logger.warning("%s partition %d: changelog records of offsets %d to %d were not delivered; reading them from "
-                           "the broker before the records after them", self.table.name, gap.partition, gap.start,
-                           gap.end - 1)
+            logger.warning("%s partition %d: changelog records of offsets %d to %d were not delivered; reading the "
+                           "broker from there before the records after them", self.table.name, gap.partition,
+                           gap.start, gap.end - 1)
             task = asyncio.get_running_loop().create_task(self._read_gap(gap))
             self._filling.add(task)
             task.add_done_callback(self._filling.discard)
@@ -110,17 +110,18 @@ class OrderedStore(Store):
     async def _read_gap(self, gap: Gap) -> None:
         wait, longest = RETRY_SECONDS
         while self._order.waiting(gap):
+            upto = self._order.extent(gap)  # the records held meanwhile are read too: one read for all their gaps
             try:
-                found = await self._reader.read(self.table.changelog_topic_name, gap.partition, gap.start, gap.end)
+                found = await self._reader.read(self.table.changelog_topic_name, gap.partition, gap.start, upto)
             except Exception as exc:  # noqa: BLE001 — the copy waits (its lag shows it) and tries again
                 logger.warning("%s partition %d: %s; trying again in %.0f s", self.table.name, gap.partition, exc, wait)
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, longest)
                 continue
-            ready, more = self._order.filled(gap, found)  # type: ignore[arg-type]  # shaped like Faust's events
+            ready, more = self._order.filled(gap, found, upto)  # type: ignore[arg-type]  # shaped like Faust's events
             self._write_changelog(ready)
             logger.info("%s partition %d: changelog offsets %d to %d read from the broker: %d records (compaction "
-                        "removes some); %d applied with those held after them", self.table.name, gap.partition,
-                        gap.start, gap.end - 1, len(found), len(ready))
+                        "removes some); %d applied in all", self.table.name, gap.partition, gap.start, upto - 1,
+                        len(found), len(ready))
             self._fill(more)
             return

@@ -1,5 +1,6 @@
 """The store reads the changelog records Faust's consumer skipped straight from the broker: a
-range comes back whole and in order, and one the broker does not have is an error, not a hang."""
+range comes back whole and in order, a range the broker kept only part of comes back short (as
+after compaction), and one the broker does not have yet is an error, not a hang."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import uuid
 
 import pytest
 
-from app.topics import ensure_topic
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+from app.topics import bootstrap, ensure_topic
 from tables.changelog_reader import ChangelogReader, ChangelogUnreadable
 from tests.conftest import send_records
 
@@ -24,6 +28,25 @@ def test_a_range_of_a_partition_comes_back_whole_and_in_order(kafka_broker: str)
     assert [(e.message.key, e.message.value) for e in events] == [(f"doc-{n}".encode(), f"v{n}".encode())
                                                                   for n in range(10, 20)]
     assert {(e.message.tp.topic, e.message.tp.partition) for e in events} == {(topic, 0)}
+
+
+def test_a_range_the_broker_kept_only_part_of_comes_back_short(kafka_broker: str) -> None:
+    topic = f"reader-{uuid.uuid4().hex[:8]}"
+    asyncio.run(ensure_topic(kafka_broker, topic, 1))
+    send_records(kafka_broker, topic, [(f"doc-{n}".encode(), b"v") for n in range(30)])
+
+    async def delete_before(offset: int) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(kafka_broker))
+        await admin.start()
+        try:
+            await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(offset)})
+        finally:
+            await admin.close()
+    asyncio.run(delete_before(12))
+
+    events = asyncio.run(ChangelogReader(kafka_broker).read(topic, 0, 5, 20))
+
+    assert [e.message.offset for e in events] == list(range(12, 20))
 
 
 def test_a_range_past_the_end_is_an_error_after_the_timeout(kafka_broker: str) -> None:

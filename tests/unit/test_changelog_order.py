@@ -1,6 +1,6 @@
 """Changelog records reach a partition's copy in offset order, none skipped: a gap holds what comes
-after it until the missing range is read; what the broker no longer has of it (compaction) is no
-loss; a reset or a move drops what waited."""
+after it until the broker is read from there; what the broker no longer has (compaction) is no
+loss; one read covers every gap held meanwhile; a reset or a move drops what waited."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def test_a_gap_holds_what_comes_after_it_until_the_range_is_read() -> None:
     assert ready == [] and gaps == [Gap(6, 3459, 3461)]
     assert sequence.admit([(6, 3463)]) == ([], [])  # still held behind the gap
 
-    ready, gaps = sequence.filled(Gap(6, 3459, 3461), [(6, 3460), (6, 3459)])
+    gap = Gap(6, 3459, 3461)
+    assert sequence.extent(gap) == 3464
+    ready, gaps = sequence.filled(gap, [(6, 3460), (6, 3459), (6, 3461), (6, 3462), (6, 3463)], 3464)
     assert offsets(ready) == [3459, 3460, 3461, 3462, 3463] and gaps == []
     assert offsets(sequence.admit([(6, 3463), (6, 3464)])[0]) == [3464]
 
@@ -42,18 +44,32 @@ def test_a_range_compaction_emptied_is_not_waited_for_again() -> None:
     sequence = order()
     sequence.reset(1, -1)
     _, gaps = sequence.admit([(1, 40)])
-    ready, more = sequence.filled(gaps[0], [(1, 7)])  # the broker kept one record of 0-39
+    ready, more = sequence.filled(gaps[0], [(1, 7), (1, 40)], 41)  # the broker kept one record of 0-39
     assert offsets(ready) == [7, 40] and more == []
     assert offsets(sequence.admit([(1, 41)])[0]) == [41]
 
 
-def test_a_second_gap_among_the_held_records_is_read_next() -> None:
+def test_one_read_covers_every_gap_held_meanwhile_as_in_a_compacted_stretch() -> None:
     sequence = order()
     sequence.reset(2, 0)
     _, first = sequence.admit([(2, 3), (2, 4), (2, 8)])
-    ready, second = sequence.filled(first[0], [(2, 1), (2, 2)])
+    assert sequence.admit([(2, 11), (2, 15)]) == ([], [])  # more gaps arrive while the read runs
+    upto = sequence.extent(first[0])
+    assert upto == 16
+    broker = [(2, n) for n in (1, 3, 4, 8, 9, 11, 15)]  # compaction removed the rest
+    ready, more = sequence.filled(first[0], broker, upto)
+    assert offsets(ready) == [1, 3, 4, 8, 9, 11, 15] and more == []
+
+
+def test_records_held_past_the_read_go_on_and_may_open_the_next_gap() -> None:
+    sequence = order()
+    sequence.reset(2, 0)
+    _, first = sequence.admit([(2, 3)])
+    upto = sequence.extent(first[0])  # the read covers 1-3
+    sequence.admit([(2, 4), (2, 8)])  # held after the read began
+    ready, second = sequence.filled(first[0], [(2, 1), (2, 2), (2, 3)], upto)
     assert offsets(ready) == [1, 2, 3, 4] and second == [Gap(2, 5, 8)]
-    ready, _ = sequence.filled(second[0], [(2, 5), (2, 6), (2, 7)])
+    ready, _ = sequence.filled(second[0], [(2, 5), (2, 6), (2, 7), (2, 8)], sequence.extent(second[0]))
     assert offsets(ready) == [5, 6, 7, 8]
 
 
@@ -71,12 +87,21 @@ def test_a_reset_or_a_move_while_a_range_is_read_drops_what_waited() -> None:
     _, gaps = sequence.admit([(3, 15)])
     sequence.reset(3, 12)  # a rebalance: Faust reads again after the persisted offset
     assert not sequence.waiting(gaps[0])
-    assert sequence.filled(gaps[0], [(3, 11)]) == ([], [])
+    assert sequence.filled(gaps[0], [(3, 11)], 16) == ([], [])
     assert offsets(sequence.admit([(3, 13)])[0]) == [13]
 
     _, gaps = sequence.admit([(3, 20)])
     sequence.forget(3)
-    assert sequence.filled(gaps[0], [(3, 14)]) == ([], [])
+    assert sequence.filled(gaps[0], [(3, 14)], 21) == ([], [])
+
+
+def read(sequence: ChangelogOrder[Record], pending: list[Gap]) -> list[int]:
+    """The broker's answer for the first pending gap: every offset up to the read's extent."""
+    gap = pending.pop(0)
+    upto = sequence.extent(gap)
+    ready, gaps = sequence.filled(gap, [(0, n) for n in range(gap.start, upto)], upto)
+    pending += gaps
+    return offsets(ready)
 
 
 def test_whatever_is_skipped_every_offset_is_applied_once_in_order() -> None:
@@ -97,13 +122,7 @@ def test_whatever_is_skipped_every_offset_is_applied_once_in_order() -> None:
         applied += offsets(ready)
         pending += gaps
         while pending and rng.random() < 0.5:
-            gap = pending.pop(0)
-            ready, gaps = sequence.filled(gap, [(0, n) for n in range(gap.start, gap.end)])
-            applied += offsets(ready)
-            pending += gaps
+            applied += read(sequence, pending)
     while pending:
-        gap = pending.pop(0)
-        ready, gaps = sequence.filled(gap, [(0, n) for n in range(gap.start, gap.end)])
-        applied += offsets(ready)
-        pending += gaps
+        applied += read(sequence, pending)
     assert applied == list(range(offset))
