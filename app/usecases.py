@@ -27,7 +27,6 @@ from app.settings import WATCHLIST_PARTITIONS, Settings
 from app.topics import bootstrap, partitions_of
 from index.health import HealthMonitor
 from index.watchlist import Watchlist
-from tables.changelog_reader import ChangelogReader
 from tables.profiles import ProfileTable
 from tables.vectors import VectorTable, raw_bytes
 
@@ -120,8 +119,8 @@ def _register_activity(app: faust.App, settings: Settings, table: VectorTable, s
 
     activity, by_item, by_user = (topic(name) for name in (settings.activity_topic, settings.activity_by_item_topic,
                                                            settings.activity_by_user_topic))
-    profiles = app.tables.add(ProfileTable(app, reader=ChangelogReader(bootstrap(settings.broker)),
-                                           partitions=settings.partitions, options=settings.rocksdb_options))
+    profiles = app.tables.add(ProfileTable(app, reader=table.reader, partitions=settings.partitions,
+                                           options=settings.rocksdb_options))
     route = Route(sender, settings.activity_by_item_topic, settings.activity_by_user_topic, settings.dead_letter_topic)
     weights = settings.action_weight_map
     stages = (

@@ -206,13 +206,13 @@ class IndexedStore(OrderedStore):
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
     ) -> None:
-        # Stop what runs for the partitions no longer held first: Faust drops their databases
-        # next, and a build still reading one would keep its lock.
         async with self._turn:
             self._generation = generation_id
             await self._rebalance(assigned, revoked, newly_assigned, generation_id)
 
     async def _rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int) -> None:
+        # Stop what runs for the partitions no longer held first: Faust drops their databases
+        # next, and a build still reading one would keep its lock.
         lost = self._changelog_partitions(revoked) - self._changelog_partitions(assigned)
         await self._close_slots(lost, keep=self._keep_moved > 0)
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
@@ -382,10 +382,6 @@ class IndexedStore(OrderedStore):
                         time.perf_counter() - started, sorted(covered), self._saved, size / 1e6)
 
     # ---- slots ------------------------------------------------------------------------
-
-    def _changelog_partitions(self, tps: Iterable[TP]) -> set[int]:
-        topics = self.table.changelog_topic.topics
-        return {tp.partition for tp in tps if tp.topic in topics}
 
     def _lag(self, partition: int, slot: _Slot) -> int:
         """Changelog records of a standby partition not yet in the index, against the end offset the

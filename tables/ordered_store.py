@@ -81,6 +81,10 @@ class OrderedStore(Store):
         """The changelog offset the partition's RocksDB is at (Faust's own persisted offset); no side effects."""
         return super().persisted_offset(TP(self.table.changelog_topic_name, partition))  # type: ignore[no-any-return]
 
+    def _changelog_partitions(self, tps: Iterable[TP]) -> set[int]:
+        topics = self.table.changelog_topic.topics
+        return {tp.partition for tp in tps if tp.topic in topics}
+
     def _wrote(self, partition: int, changelog_offset: int) -> None:
         """This worker wrote the partition's changelog up to ``changelog_offset`` itself."""
         self._order.reset(partition, changelog_offset)
@@ -88,8 +92,7 @@ class OrderedStore(Store):
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
     ) -> None:
-        topics = self.table.changelog_topic.topics
-        for partition in {tp.partition for tp in revoked - assigned if tp.topic in topics}:
+        for partition in self._changelog_partitions(revoked) - self._changelog_partitions(assigned):
             self._order.forget(partition)  # a range still being read is not written to a closed partition
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
