@@ -10,7 +10,7 @@ internal topics, in three agents (each batch acknowledged only after what it pro
    item's vector from it; an unknown or deleted item is dead-lettered (``unknown_item``);
    the activity with the vector goes, keyed by user, to ``<app id>-activity-by-user``;
 3. ``profiles`` on that topic: folds the activity into the user's profile
-   (:mod:`index.profiles`) in the profiles table, co-partitioned with it, and waits for
+   (:mod:`index.uses.profiles`) in the profiles table, co-partitioned with it, and waits for
    the changelog's acks.
 
 No agent calls another worker: each reads only the partitions Kafka assigned it.
@@ -27,11 +27,11 @@ from faust.types import EventT
 
 from agents.deadletters import DeadLetter, dead_letter_records, refusal
 from agents.ingest import Sender
-from index.codec import CodecError
-from index.events import EventError
-from index.profiles import (Activity, Profile, add_activity, decode_profile, decode_with_vector, encode_profile,
+from index.records.codec import CodecError
+from index.records.events import EventError
+from index.uses.profiles import (Activity, Profile, add_activity, decode_profile, decode_with_vector, encode_profile,
                             encode_with_vector, parse_activity)
-from tables.producer import Outgoing
+from agents.producer import Outgoing
 from tables.profiles import ProfileTable
 from tables.vectors import VectorTable
 

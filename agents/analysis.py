@@ -6,8 +6,8 @@ batch of newly indexed documents it
 * matches them with the watchlist (exact, every pattern: ``watchlist`` alerts);
 * measures novelty, with ``STREAMVEC_NOVELTY_THRESHOLD`` set: each document's best
   similarity to the documents indexed before it in the partitions this worker holds
-  (``novel`` alerts below the threshold; see :mod:`index.novelty`);
-* feeds embedding health (:mod:`index.health`; ``drift`` alerts);
+  (``novel`` alerts below the threshold; see :mod:`index.uses.novelty`);
+* feeds embedding health (:mod:`index.uses.health`; ``drift`` alerts);
 
 then produces the batch's alerts and waits for the broker's acks, before the ingest agent
 acknowledges the batch: an alert is produced at least once. A batch that is retried (an
@@ -29,17 +29,17 @@ import numpy as np
 
 from agents.ingest import Sender
 from agents.observers import DeletedDocument, IndexedDocument
-from index.alerts import KINDS, Alert, drift_alert, novelty_alert, watchlist_alert
+from index.uses.alerts import KINDS, Alert, drift_alert, novelty_alert, watchlist_alert
 from index.exceptions import StreamvecError
-from index.health import HealthMonitor, Observation, WindowClosed
-from index.novelty import Nearest, Recent, nearest_before
-from index.watchlist import Match, Watchlist
-from tables.producer import Outgoing
+from index.uses.health import HealthMonitor, Observation, WindowClosed
+from index.uses.novelty import Nearest, Recent, nearest_before
+from index.uses.watchlist import Match, Watchlist
+from agents.producer import Outgoing
 from tables.vectors import VectorTable
 
 # (kind, seconds from each alert's event time until the broker acknowledged it)
 OnDetected = Callable[[str, Sequence[float]], None]
-_NOVELTY_K = 8  # index hits per document; more only when all of them belong to the batches (index.novelty)
+_NOVELTY_K = 8  # index hits per document; more only when all of them belong to the batches (index.uses.novelty)
 _BUILD_POLL = 0.05  # seconds between looks at a partition index being built
 _WATCHLIST_WAIT = 5.0
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tables.producer import MAX_REQUEST_BYTES, Outgoing
+from agents.producer import MAX_REQUEST_BYTES, Outgoing
 
 HEADER_PREFIX = "streamvec-"
 REASON = HEADER_PREFIX + "reason"

@@ -5,14 +5,14 @@ A batch goes through four steps, and only after the last are its events acknowle
 1. **Decide.** Each event is parsed by the parser of its topic, held to the limits, and judged
    against the stored record, or against what an earlier event of the batch leaves: stale,
    unchanged, refused (a dead letter with its reason), or a write. An event the partition's
-   progress record (:mod:`index.progress`) already covers was done before a crash or a
+   progress record (:mod:`index.records.progress`) already covers was done before a crash or a
    rebalance and is skipped. Nothing an event carries can raise out of this step.
 2. **Embed.** The texts that need the model go to it in one call. If that fails, they go one by
    one; a text that fails while the model still embeds a probe text is refused alone
    (``embed_failed``), and the batch is decided again without it.
 3. **Make durable.** Each partition's records and its new progress record go to the changelog,
    the dead letters to their topic, and every send is acknowledged by the broker
-   (:mod:`tables.producer`); then the observers (alerts and the like) see the batch.
+   (:mod:`agents.producer`); then the observers (alerts and the like) see the batch.
 4. **Apply.** The acknowledged records go into RocksDB and the index
    (:meth:`tables.indexed_store.IndexedStore.commit`).
 
@@ -45,12 +45,12 @@ from agents.deadletters import DeadLetter, dead_letter_records
 from agents.deadletters import refusal as _refusal
 from agents.observers import BatchObserver, DeletedDocument, IndexedDocument
 from agents.status import Cause, IngestStatus
-from index import codec, progress
-from index.embedder import TextEmbeddings
-from index.events import Event, EventError, Limits, apply_limits
+from index.records import codec, progress
+from index.model.embedder import TextEmbeddings
+from index.records.events import Event, EventError, Limits, apply_limits
 from index.exceptions import StreamvecError
-from index.progress import Progress
-from tables.producer import BrokerUnavailable, Outgoing
+from index.records.progress import Progress
+from agents.producer import BrokerUnavailable, Outgoing
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Positions(Protocol):
 
 
 class Sender(Protocol):
-    """Sends records and returns once the broker acknowledged each (tables/producer.py)."""
+    """Sends records and returns once the broker acknowledged each (agents/producer.py)."""
 
     async def send_all(self, records: Sequence[Outgoing]) -> list[RecordMetadata]: ...
 

@@ -8,7 +8,7 @@ Two parts, the way Kafka Streams keeps a global table:
   ``<app id>-watchlist-patterns`` (key = pattern id, value = a table record with the vector).
 * :class:`PatternReader`, on every worker: a consumer outside the group that reads all of
   ``<app id>-watchlist-patterns`` from the beginning and keeps reading, into the worker's
-  :class:`~index.watchlist.Watchlist`. That topic is the global table's changelog: a worker
+  :class:`~index.uses.watchlist.Watchlist`. That topic is the global table's changelog: a worker
   that starts reads it whole, with no model run, and holds every pattern.
 
 Only winners reach the patterns topic (the processor decides with the reader's view, after
@@ -31,10 +31,10 @@ from faust.types import EventT
 
 from agents.deadletters import DeadLetter, dead_letter_records, refusal
 from agents.ingest import Sender
-from index import codec
-from index.events import Event, EventError, Limits, apply_limits, parse_event
-from index.watchlist import Pattern, Watchlist, pattern_options, supersedes
-from tables.producer import Outgoing
+from index.records import codec
+from index.records.events import Event, EventError, Limits, apply_limits, parse_event
+from index.uses.watchlist import Pattern, Watchlist, pattern_options, supersedes
+from agents.producer import Outgoing
 
 logger = logging.getLogger(__name__)
 _RESTART_PAUSE = 2.0

@@ -17,8 +17,8 @@ from aiokafka.errors import KafkaError
 
 from app.settings import ENV_PREFIX, Settings
 from app.topics import partitions_of
-from index.debezium import parse_debezium
-from index.events import Event
+from index.records.debezium import parse_debezium
+from index.records.events import Event
 from index.exceptions import StreamvecError
 
 Parser = Callable[[bytes | None, bytes | None], Event]

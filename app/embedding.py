@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from app.settings import Settings
-from index.embedder import Embedder, TextEmbeddings
-from index.models import load_embedder
-from index.quantize import QualityGate
+from index.model.embedder import Embedder, TextEmbeddings
+from index.model.models import load_embedder
+from index.model.quantize import QualityGate
 
 
 def embedder_from_settings(settings: Settings) -> Embedder:

@@ -16,20 +16,20 @@ from agents.ingest import ConsumerPositions, IngestProcessor, Options, register_
 from agents.status import IngestStatus
 from app.cdc import cdc_parsers
 from app.embedding import EmbeddingService, embedder_from_settings
-from app.http.auth import ClusterSecret
-from app.http.fanout import FanOut
-from app.http.metrics import Metrics, consumer_lag
+from app.search.secret import ClusterSecret
+from app.search.fanout import FanOut
+from app.metrics import Metrics, consumer_lag
 from app.http.openapi import build_openapi
-from app.http.service import SearchService
+from app.search.service import SearchService
 from app.http.uses import UseCaseViews
 from app.http.views import WorkerFacts, register_views
 from app.settings import Settings
 from app.topics import bootstrap
 from app.usecases import UseCases, register_use_cases
-from index.events import parse_event
-from index.hnsw import VectorIndex
+from index.records.events import parse_event
+from index.ann.hnsw import VectorIndex
 from tables.changelog_reader import ChangelogReader
-from tables.producer import MAX_REQUEST_BYTES, DurableProducer
+from agents.producer import MAX_REQUEST_BYTES, DurableProducer
 from tables.indexed_store import Snapshots
 from tables.vectors import VectorTable, forget_moved_partitions, keep_snapshots, keep_standbys_fresh, raw_bytes
 
@@ -39,7 +39,7 @@ STANDBY_FLUSH_SECONDS = 0.02
 """How often buffered standby changelog records are applied (a warm standby answers queries)."""
 MOVED_CHECK_SECONDS = 10.0
 """How often partitions that moved away are checked for having been kept long enough."""
-SNAPSHOT_DIR = "vectors-index.snapshot"
+SNAPSHOT_DIR = "vectors-index.ann.snapshot"
 """The index snapshot's directory, beside the worker's table stores (see tables/indexed_store.py)."""
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index.debezium import CdcMapping
-from index.events import Limits
+from index.records.debezium import CdcMapping
+from index.records.events import Limits
 from index.exceptions import StreamvecError
 
 ENV_PREFIX = "STREAMVEC_"

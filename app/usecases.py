@@ -22,11 +22,11 @@ from agents.batches import register_batch_agent
 from agents.ingest import Sender
 from agents.watchlist import PatternReader, WatchlistProcessor
 from app.embedding import EmbeddingService
-from app.http.metrics import Metrics
+from app.metrics import Metrics
 from app.settings import WATCHLIST_PARTITIONS, Settings
 from app.topics import bootstrap, partitions_of
-from index.health import HealthMonitor
-from index.watchlist import Watchlist
+from index.uses.health import HealthMonitor
+from index.uses.watchlist import Watchlist
 from tables.profiles import ProfileTable
 from tables.vectors import VectorTable, raw_bytes
 

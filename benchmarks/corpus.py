@@ -35,7 +35,7 @@ from tqdm import tqdm
 from app.settings import Settings
 from benchmarks.debian import debian_descriptions
 from data.make_sample import MAX_WORDS_SHOWN, POS_FILES, POS_NAMES, clean, lemma_of, parse_data_file
-from index.models import load_embedder
+from index.model.models import load_embedder
 
 DEFAULT_CACHE = Path.home() / ".cache" / "streamvec" / "bench"
 QUERY_POOL = 1000

@@ -40,8 +40,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
-from index.embedder import Embedder, usable_cores
-from index.models import DEFAULT_MODEL, default_model_dir, load_embedder
+from index.model.embedder import Embedder, usable_cores
+from index.model.models import DEFAULT_MODEL, default_model_dir, load_embedder
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample.jsonl"

@@ -24,8 +24,8 @@ import onnxruntime as ort
 
 from app.embedding import EmbeddingService
 from benchmarks.embed import MODEL_CACHE, bench_texts, cpu_isa, cpu_name
-from index.embedder import usable_cores
-from index.models import DEFAULT_MODEL, load_embedder
+from index.model.embedder import usable_cores
+from index.model.models import DEFAULT_MODEL, load_embedder
 
 INGEST_CALL = 512
 TARGET_P99_MS = 30.0

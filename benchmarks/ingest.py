@@ -31,7 +31,7 @@ from app.cli.producer import Line
 from app.settings import Settings
 from benchmarks.feed import paced_feed, text_events
 from benchmarks.histograms import quantile, scrape
-from index.models import load_embedder
+from index.model.models import load_embedder
 from tests.cluster import Worker, wait_for, wait_for_documents
 from tests.conftest import sample_texts, send_events, send_records
 

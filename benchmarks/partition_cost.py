@@ -1,6 +1,6 @@
 """What the index layout costs a query: one index over all partitions vs. one per partition.
 
-A worker keeps ONE :class:`index.hnsw.VectorIndex` over every partition it holds; before, it
+A worker keeps ONE :class:`index.ann.hnsw.VectorIndex` over every partition it holds; before, it
 kept one graph per partition, and a query searched all of them and merged the top k. This
 measures both layouts in one process, with no HTTP or Kafka in the way, on one thread, with
 the workers' own class: documents are split by Kafka's default partitioner (murmur2 of the
@@ -28,7 +28,7 @@ from aiokafka.partitioner import murmur2
 from tqdm import tqdm
 
 from benchmarks.recall import exact_neighbours, recall_at_k
-from index.hnsw import Hit, VectorIndex
+from index.ann.hnsw import Hit, VectorIndex
 
 K = 10
 

@@ -32,7 +32,7 @@ from benchmarks.corpus import DEFAULT_CACHE, load_corpus
 from benchmarks.feed import bulk_load, vector_events
 from tests.cluster import Worker, wait_for
 
-SNAPSHOT = "vectors-index.snapshot"
+SNAPSHOT = "vectors-index.ann.snapshot"
 
 
 def started(worker: Worker, documents: int) -> tuple[float, float, float]:

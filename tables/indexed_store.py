@@ -1,6 +1,6 @@
 """A RocksDB table store whose partitions feed one HNSW index, in step with the changelog.
 
-The worker's :class:`~index.hnsw.VectorIndex` holds every partition the worker has, active or
+The worker's :class:`~index.ann.hnsw.VectorIndex` holds every partition the worker has, active or
 standby: a standby's copy is kept warm by the changelog, so a query can be answered where it
 arrives and a standby is promoted without a rebuild. Data reaches a partition through three doors
 (notes/faust-internals.md §2.5), and each reaches the index too:
@@ -20,7 +20,7 @@ A partition that moves to another worker is not dropped from the index at once: 
 time (a worker that joined for a while leaves, a rolling restart), it is taken back like a
 snapshot's partition below, so only the changelog written meanwhile is replayed; else it is dropped.
 
-Snapshots (:mod:`index.snapshot`) spare a restart that build. The index is saved on a schedule
+Snapshots (:mod:`index.ann.snapshot`) spare a restart that build. The index is saved on a schedule
 and at a clean stop with, per partition, the changelog offset its documents reflect. At the
 first rebalance after a start, a snapshot that checks out is loaded before recovery begins, and
 each of its partitions that this worker holds and whose local store has reached the snapshot's
@@ -54,10 +54,11 @@ import numpy as np
 from faust.types import TP, EventT
 from rocksdict import WriteBatch
 
-from index import codec, progress, snapshot
-from index.hnsw import VectorIndex
-from index.progress import Progress
-from index.snapshot import Covered, SnapshotError
+from index.records import codec, progress
+from index.ann import snapshot
+from index.ann.hnsw import VectorIndex
+from index.records.progress import Progress
+from index.ann.snapshot import Covered, SnapshotError
 from tables.changelog_reader import ChangelogReader
 from tables.lanes import Lane
 from tables.ordered_store import OrderedStore
@@ -161,7 +162,7 @@ class IndexedStore(OrderedStore):
         return self._db_for_partition(partition).get(key)
 
     def progress(self, partition: int) -> Progress:
-        """What ingest has done in ``partition`` so far (see :mod:`index.progress`)."""
+        """What ingest has done in ``partition`` so far (see :mod:`index.records.progress`)."""
         return progress.decode(self.read(partition, progress.KEY))
 
     # ---- the ingest agent's door ---------------------------------------------------------

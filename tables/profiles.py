@@ -1,4 +1,4 @@
-"""The profiles table: one record per user (index/profiles.py), in RocksDB and a changelog.
+"""The profiles table: one record per user (index/uses/profiles.py), in RocksDB and a changelog.
 
 A plain Faust table keyed by user, co-partitioned with ``<app id>-activity-by-user``, so
 it survives restarts and moves between workers like every Faust table; its store takes

@@ -1,8 +1,8 @@
 """The vectors table: document records by id, with their partition indexes.
 
 The table is a plain Faust table with raw bytes keys and values (records are encoded by
-:mod:`index.codec`); only its store is special (:class:`tables.indexed_store.IndexedStore`),
-and it shares the worker's one :class:`~index.hnsw.VectorIndex` with it.
+:mod:`index.records.codec`); only its store is special (:class:`tables.indexed_store.IndexedStore`),
+and it shares the worker's one :class:`~index.ann.hnsw.VectorIndex` with it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 import faust
 import numpy as np
 
-from index import codec
-from index.filters import Predicate
-from index.hnsw import Hit, VectorIndex
-from index.progress import Progress
+from index.records import codec
+from index.ann.filters import Predicate
+from index.ann.hnsw import Hit, VectorIndex
+from index.records.progress import Progress
 from tables.changelog_reader import ChangelogReader
 from tables.indexed_store import Copy, IndexedStore, Snapshots
 from tables.ordered_store import store_for

@@ -146,8 +146,8 @@ def prepare_model() -> None:
     Workers on this machine then start without converting; one that finds the
     model missing prepares it itself, in a separate process.
     """
-    from index.models import plan_model
-    from index.prepare import prepare
+    from index.model.models import plan_model
+    from index.model.prepare import prepare
 
     settings = _settings()
     cache = settings.model_cache_dir

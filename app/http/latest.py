@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from agents.deadletters import DeadLetter
-from app.http.requests import RequestError
+from app.search.query import RequestError
 from app.topics import partitions_of, read_to_end
 
 DEFAULT_LIMIT = 20

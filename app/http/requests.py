@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,61 +17,9 @@ from pydantic import BaseModel, ValidationError
 
 from app.http.models import (MAX_EF, MAX_ID, MAX_K, MAX_QUERY_PARAM, BatchSearchBody, DocumentsBody, SearchBody,
                              WatchlistCheckBody)
-from index.exceptions import StreamvecError, VectorError
-from index.filters import FilterError, Predicate, compile_filter
-from index.vectors import unit_vector
-
-
-class RequestError(StreamvecError, ValueError):
-    """A request the client must fix; answered with ``status`` and the message."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-INCLUDE_ALL = ("metadata", "text")
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    """One validated query; exactly one of ``text``, ``vector`` and ``id`` is set."""
-
-    k: int
-    text: str | None = None
-    vector: np.ndarray | None = None
-    id: str | None = None
-    ef: int | None = None
-    filter: Mapping[str, Any] | None = None
-    predicate: Predicate | None = None
-    include: tuple[str, ...] = INCLUDE_ALL
-
-
-@dataclass(frozen=True)
-class Row:
-    """What a worker needs to answer one query row: rows alike share one search. The filter is
-    kept as canonical JSON (rows compare by it); its compiled predicate travels along locally,
-    so a filter is compiled once per worker that answers."""
-
-    k: int
-    ef: int | None
-    filter: str | None
-    include: tuple[str, ...]
-    predicate: Predicate | None = field(default=None, compare=False, hash=False)
-
-    @classmethod
-    def of(cls, query: SearchRequest, extra: int = 0) -> Row:
-        spec = None if query.filter is None else orjson.dumps(query.filter, option=orjson.OPT_SORT_KEYS).decode()
-        return cls(query.k + extra, query.ef, spec, query.include, query.predicate)
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> Row:
-        spec = body["filter"]
-        return cls(int(body["k"]), body["ef"], spec, tuple(body["include"]),
-                   None if spec is None else parse_filter(orjson.loads(spec)))
-
-    def json(self) -> dict[str, Any]:
-        return {"k": self.k, "ef": self.ef, "filter": self.filter, "include": list(self.include)}
+from app.search.query import INCLUDE_ALL, RequestError, SearchRequest, parse_filter
+from index.exceptions import VectorError
+from index.ann.vectors import unit_vector
 
 
 def parse_search(body: bytes | Mapping[str, Any], dim: int) -> tuple[SearchRequest, dict[int, int]]:
@@ -146,13 +93,6 @@ def parse_vector(raw: Any, dim: int) -> np.ndarray:
     try:
         return unit_vector(raw, dim)
     except VectorError as exc:
-        raise RequestError(str(exc)) from None
-
-
-def parse_filter(spec: Mapping[str, Any] | None) -> Predicate | None:
-    try:
-        return None if spec is None else compile_filter(spec)
-    except FilterError as exc:
         raise RequestError(str(exc)) from None
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from app.http.service import SearchResult
+from app.search.service import SearchResult
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -14,14 +14,14 @@ import orjson
 from aiohttp import web
 
 from app.embedding import EmbeddingService
-from app.http.fanout import Answer, FanOut
+from app.search.fanout import Answer, FanOut
 from app.http.latest import latest_alerts, parse_limit
 from app.http.requests import parse_watchlist_check, recommendation_params
 from app.http.responses import json_response, rendered
-from app.http.service import Coverage, SearchService
+from app.search.service import Coverage, SearchService
 from app.usecases import UseCases
-from index import health
-from index.profiles import decode_profile
+from index.uses import health
+from index.uses.profiles import decode_profile
 
 
 class UseCaseViews:

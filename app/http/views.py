@@ -1,9 +1,9 @@
 """HTTP API of every worker (DESIGN.md, Contracts): search, documents, health, stats.
 
 Thin aiohttp views: each parses its request (:mod:`app.http.requests`), asks the
-:class:`~app.http.service.SearchService`, and renders the frozen result. The service decides
+:class:`~app.search.service.SearchService`, and renders the frozen result. The service decides
 which workers answer for which partitions; ``/internal/*`` is what one worker answers for
-another, in the binary frames of :mod:`app.http.wire`.
+another, in the binary frames of :mod:`app.search.wire`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,16 @@ from typing import Any
 
 from aiohttp import web
 
-from app.http import page, wire
-from app.http.auth import OPEN_PATHS, ClusterSecret, auth_middleware
+from app.http import page
+from app.search import wire
+from app.http.auth import OPEN_PATHS, auth_middleware
+from app.search.secret import ClusterSecret
 from app.http.latest import latest_dead_letters, parse_limit
-from app.http.metrics import Metrics
-from app.http.requests import RequestError, Row, parse_batch, parse_ids, parse_search, query_params
+from app.metrics import Metrics
+from app.search.query import RequestError, Row
+from app.http.requests import parse_batch, parse_ids, parse_search, query_params
 from app.http.responses import json_response, rendered
-from app.http.service import SearchService, encode_answer, encode_documents, not_found_message
+from app.search.service import SearchService, encode_answer, encode_documents, not_found_message
 from app.http.uses import UseCaseViews
 
 logger = logging.getLogger(__name__)

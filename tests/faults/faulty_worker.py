@@ -15,7 +15,7 @@ import numpy as np
 
 from app.cli import main
 from app.embedding import EmbeddingService
-from index.embedder import TextEmbeddings
+from index.model.embedder import TextEmbeddings
 
 _DOWN = Path(os.environ["FAULT_MODEL_DOWN_FILE"])
 _real_embed = EmbeddingService.embed

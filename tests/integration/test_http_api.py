@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.http.auth import API_KEY_HEADER, SECRET_HEADER
+from app.http.auth import API_KEY_HEADER
+from app.search.secret import SECRET_HEADER
 from app.topics import bootstrap
 from tests.cluster import REPO, Worker, stop_all, wait_for, wait_for_documents
 from tests.conftest import sample_texts, send_events

@@ -16,7 +16,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests.vectorstores import VectorStoreIntegrationTests
 
-from index.models import load_embedder
+from index.model.models import load_embedder
 from streamvec import Client
 from streamvec.langchain import StreamvecVectorStore
 from tests.cluster import Worker, wait_for

@@ -18,7 +18,7 @@ from tests.faults import harness
 pytestmark = pytest.mark.integration
 
 PARTITIONS = harness.PARTITIONS
-SNAPSHOT = "vectors-index.snapshot"
+SNAPSHOT = "vectors-index.ann.snapshot"
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import pytest
 import agents.analysis
 from agents.analysis import BatchAnalysis, WatchlistNotRead
 from agents.observers import IndexedDocument
-from index.health import HealthMonitor
-from index.watchlist import Pattern, Watchlist
-from tables.producer import BrokerUnavailable, Outgoing
+from index.uses.health import HealthMonitor
+from index.uses.watchlist import Pattern, Watchlist
+from agents.producer import BrokerUnavailable, Outgoing
 
 DIM = 3
 

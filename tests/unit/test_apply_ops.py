@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from index import codec, progress
-from index.hnsw import VectorIndex
-from index.progress import Progress
+from index.records import codec, progress
+from index.ann.hnsw import VectorIndex
+from index.records.progress import Progress
 from tables.indexed_store import apply_ops
 
 

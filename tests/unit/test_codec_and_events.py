@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from index import codec
-from index.events import EventError, parse_event
+from index.records import codec
+from index.records.events import EventError, parse_event
 
 DIM = 4
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from app.settings import Settings, SettingsError
-from index.debezium import CdcMapping, parse_debezium
-from index.events import Event, EventError
+from index.records.debezium import CdcMapping, parse_debezium
+from index.records.events import Event, EventError
 from tests.debezium_records import BASE_TS_MS, Column, Table, articles_table
 
 DIM = 4

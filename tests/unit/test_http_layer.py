@@ -11,8 +11,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from app.http import wire
-from app.http.auth import API_KEY_HEADER, SECRET_HEADER, ClusterSecret, auth_middleware
+from app.search import wire
+from app.http.auth import API_KEY_HEADER, auth_middleware
+from app.search.secret import SECRET_HEADER, ClusterSecret
 from app.http.openapi import build_openapi
 
 

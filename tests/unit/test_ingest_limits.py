@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from index.events import Event, EventError, Limits, apply_limits, parse_event
+from index.records.events import Event, EventError, Limits, apply_limits, parse_event
 
 DIM = 4
 LIMITS = Limits(max_key_bytes=8, max_metadata_bytes=64, max_metadata_depth=3, max_text_chars=10)

@@ -26,11 +26,11 @@ import agents.ingest as ingest
 from agents.ingest import IngestProcessor, Options, register_ingest
 from agents.observers import DeletedDocument, IndexedDocument
 from agents.status import IngestStatus
-from index import codec, progress
-from index.embedder import TextEmbeddings
-from index.events import Event, Limits, parse_event
-from index.progress import OUTCOMES, Progress
-from tables.producer import BrokerUnavailable, Outgoing
+from index.records import codec, progress
+from index.model.embedder import TextEmbeddings
+from index.records.events import Event, Limits, parse_event
+from index.records.progress import OUTCOMES, Progress
+from agents.producer import BrokerUnavailable, Outgoing
 
 DIM = 4
 EVENTS = "app-events"

@@ -46,3 +46,23 @@ def test_importing_the_client_loads_nothing_of_the_server() -> None:
              "{'app', 'agents', 'index', 'tables', 'faust', 'mode', 'numpy'}))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/", check=True)
     assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+def _app_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.startswith("app.")}
+
+
+def test_http_is_the_top_of_app() -> None:
+    """``app/http`` parses and renders: the query engine, metrics and use cases below it never
+    import it back (the only import cycle ``app`` had went http → usecases → http.metrics)."""
+    below = [*(REPO / "app" / "search").rglob("*.py"), REPO / "app" / "metrics.py", REPO / "app" / "usecases.py"]
+    offending = {str(path.relative_to(REPO)): sorted(name for name in _app_imports(path) if name.startswith("app.http"))
+                 for path in below}
+    assert not {path: names for path, names in offending.items() if names}

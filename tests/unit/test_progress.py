@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from index import progress
-from index.progress import Progress, ProgressError
+from index.records import progress
+from index.records.progress import Progress, ProgressError
 
 
 def test_offsets_are_done_exactly_and_a_hole_is_named_until_it_is_filled() -> None:

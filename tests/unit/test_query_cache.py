@@ -11,7 +11,7 @@ import pytest
 
 from app.embedding import EmbeddingService
 from app.settings import Settings, SettingsError
-from index.embedder import TextEmbeddings
+from index.model.embedder import TextEmbeddings
 
 
 class CountingEmbedder:

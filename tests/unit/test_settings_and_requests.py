@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.http.requests import (RequestError, parse_batch, parse_search, parse_watchlist_check, query_params,
-                               recommendation_params)
+from app.search.query import RequestError
+from app.http.requests import parse_batch, parse_search, parse_watchlist_check, query_params, recommendation_params
 from app.settings import Settings, SettingsError, describe
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from index.embedder import ModelFiles
-from index.models import DEFAULT_MODEL, load_embedder, plan_model
+from index.model.embedder import ModelFiles
+from index.model.models import DEFAULT_MODEL, load_embedder, plan_model
 
 
 @pytest.fixture(scope="session")

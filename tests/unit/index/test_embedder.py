@@ -20,10 +20,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from index.embedder import Embedder, ModelFiles, _length_batches, usable_cores
+from index.model.embedder import Embedder, ModelFiles, _length_batches, usable_cores
 from index.exceptions import ModelError, StreamvecError
-from index.models import DEFAULT_MODEL, default_model_dir, load_embedder
-from index.onnx_export import LAST_HIDDEN_STATE, MS_DOMAIN, export_sentence_model
+from index.model.models import DEFAULT_MODEL, default_model_dir, load_embedder
+from index.model.onnx_export import LAST_HIDDEN_STATE, MS_DOMAIN, export_sentence_model
 
 REFERENCE_PATH = Path(__file__).parents[2] / "fixtures" / "minilm_reference.json"
 MIN_COSINE = 0.99999

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from index.exceptions import FilterError, StreamvecError
-from index.filters import compile_filter
+from index.ann.filters import compile_filter
 
 DOC: dict[str, Any] = {
     "lang": "en",

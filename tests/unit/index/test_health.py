@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index.health import HealthMonitor, Observation, combine
+from index.uses.health import HealthMonitor, Observation, combine
 
 DIM = 4
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from index.exceptions import StreamvecError, VectorError
-from index.filters import compile_filter
-from index.hnsw import Hit, VectorIndex
+from index.ann.filters import compile_filter
+from index.ann.hnsw import Hit, VectorIndex
 
 DIM = 384
 

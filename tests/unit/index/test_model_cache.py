@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from index.embedder import ModelFiles
+from index.model.embedder import ModelFiles
 from index.exceptions import ModelError
-from index.models import DEFAULT_MODEL, default_model_dir, load_embedder, plan_model
-from index.prepare import main as prepare_main
+from index.model.models import DEFAULT_MODEL, default_model_dir, load_embedder, plan_model
+from index.model.prepare import main as prepare_main
 
 # A loader process: loads the model from CACHE, then says whether it imported the converter itself.
 _LOADER = textwrap.dedent("""
     import logging, sys
     from pathlib import Path
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    from index.models import load_embedder
+    from index.model.models import load_embedder
     embedder = load_embedder(sys.argv[1], Path(sys.argv[2]))
     print(embedder.model_id, "onnxruntime.transformers.optimizer" in sys.modules)
 """)

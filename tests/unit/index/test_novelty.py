@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from index.novelty import Nearest, Recent, nearest_before
-from index.hnsw import Hit
+from index.uses.novelty import Nearest, Recent, nearest_before
+from index.ann.hnsw import Hit
 
 
 def unit(*values: float) -> np.ndarray:

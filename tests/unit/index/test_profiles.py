@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from index.codec import CodecError
-from index.events import EventError
-from index.profiles import (Activity, Profile, add_activity, decode_profile, decode_with_vector, encode_profile,
+from index.records.codec import CodecError
+from index.records.events import EventError
+from index.uses.profiles import (Activity, Profile, add_activity, decode_profile, decode_with_vector, encode_profile,
                             encode_with_vector, parse_activity)
 
 DAY = 86400.0

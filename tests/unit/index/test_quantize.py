@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import index.prepare as prepare_module
-from index.embedder import Embedder, ModelFiles
+import index.model.prepare as prepare_module
+from index.model.embedder import Embedder, ModelFiles
 from index.exceptions import ModelError
-from index.models import DEFAULT_MODEL, load_embedder, plan_model
-from index.prepare import prepare
-from index.quantize import QualityGate, QualityReport, heldout_texts, measure_quality
+from index.model.models import DEFAULT_MODEL, load_embedder, plan_model
+from index.model.prepare import prepare
+from index.model.quantize import QualityGate, QualityReport, heldout_texts, measure_quality
 
 # A slice of the held-out set keeps the unit suite fast; the full set is what workers and the bench use.
 SMALL_DOCS, SMALL_QUERIES = 60, 12

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import snapshot
-from index.hnsw import VectorIndex
-from index.snapshot import Covered, SnapshotError
+from index.ann import snapshot
+from index.ann.hnsw import VectorIndex
+from index.ann.snapshot import Covered, SnapshotError
 from tests.unit.index.test_hnsw import DIM, by_partition, ids_of, queries
 
 MODEL = "all-MiniLM-L6-v2@test"

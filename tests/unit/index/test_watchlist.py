@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index.events import EventError
-from index.watchlist import Pattern, Watchlist, pattern_options, supersedes
+from index.records.events import EventError
+from index.uses.watchlist import Pattern, Watchlist, pattern_options, supersedes
 
 DIM = 3
 

@@ -2,8 +2,8 @@
 
 Pure layer: no streaming framework here, so the index, the agents and tests
 share one embedder. This module only runs a ready ONNX file; which file a model
-setting means, and making it (conversion from safetensors in ``index.onnx_export``,
-opt-in int8 in ``index.quantize``), is ``index.models`` and ``index.prepare``.
+setting means, and making it (conversion from safetensors in ``index.model.onnx_export``,
+opt-in int8 in ``index.model.quantize``), is ``index.model.models`` and ``index.model.prepare``.
 
 Where the time goes, and what is done about it:
 
@@ -34,7 +34,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from index.exceptions import ModelError
-from index.onnx_export import (
+from index.model.onnx_export import (
     INPUT_NAMES,
     LAST_HIDDEN_STATE,
     SENTENCE_EMBEDDING,
@@ -42,7 +42,7 @@ from index.onnx_export import (
     ExportReport,
     read_export_report,
 )
-from index.quantize import QualityReport, read_quality
+from index.model.quantize import QualityReport, read_quality
 
 logger = logging.getLogger(__name__)
 

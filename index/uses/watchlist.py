@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from index.events import EventError
+from index.records.events import EventError
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from index.exceptions import StreamvecError, VectorError
-from index.vectors import NUMBER_TYPES, unit_vector
+from index.ann.vectors import NUMBER_TYPES, unit_vector
 
 Op = Literal["upsert", "delete"]
 _FIELDS = frozenset({"id", "text", "vector", "metadata", "version", "op", "ts"})

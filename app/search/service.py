@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.http import wire
-from app.http.fanout import Answer, FanOut
-from app.http.metrics import Metrics
-from app.http.requests import RequestError, Row, SearchRequest
-from index.hnsw import Hit
-from index.merge import LocalResult, merge_hits
-from index.progress import OUTCOMES
+from app.search import wire
+from app.search.fanout import Answer, FanOut
+from app.metrics import Metrics
+from app.search.query import RequestError, Row, SearchRequest
+from index.ann.hnsw import Hit
+from index.ann.merge import LocalResult, merge_hits
+from index.records.progress import OUTCOMES
 from tables.indexed_store import Copy
 from tables.vectors import VectorTable
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-from index.hnsw import Hit
+from index.ann.hnsw import Hit
 
 
 @dataclass(frozen=True)

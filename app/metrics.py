@@ -18,9 +18,9 @@ from prometheus_client.registry import Collector
 
 from agents.analysis import AlertCounts
 from agents.status import CAUSES, IngestStatus
-from index.alerts import KINDS
-from index.health import HealthMonitor
-from index.watchlist import Watchlist
+from index.uses.alerts import KINDS
+from index.uses.health import HealthMonitor
+from index.uses.watchlist import Watchlist
 from tables.vectors import VectorTable
 
 # Query stages: embed (query text → vector, or the stored vector of an `id` query), fanout
@@ -28,7 +28,7 @@ from tables.vectors import VectorTable
 # partitions, also when serving another worker), merge (top-k of the answers).
 STAGES = ("embed", "local_search", "fanout", "merge")
 _QUERY_BUCKETS = (.0002, .0005, .001, .0015, .002, .003, .004, .006, .008, .012, .02, .05, .1, .25, 1.0)
-# Health figures of a window summary (index/health.py) exposed as gauges, with their help text.
+# Health figures of a window summary (index/uses/health.py) exposed as gauges, with their help text.
 _HEALTH_GAUGES = {
     "drift": "1 - cosine between the window's mean vector and the partition's reference window's",
     "norm_mean": "Mean vector norm before normalising (embedded texts)",

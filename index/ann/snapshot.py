@@ -29,7 +29,7 @@ import hnswlib
 import numpy as np
 
 from index.exceptions import StreamvecError
-from index.hnsw import VectorIndex
+from index.ann.hnsw import VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Covered:
     """What one partition's documents in a snapshot reflect."""
 
     offset: int  # the last changelog offset applied
-    progress: bytes  # the partition's progress record as the index had taken it (index.progress)
+    progress: bytes  # the partition's progress record as the index had taken it (index.records.progress)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Opt-in int8: dynamic quantisation of the ONNX graph, and the quality gate it must pass.
 
 int8 trades accuracy for speed (about 2× on CPUs with VNNI). The loss is
-measured, not assumed: on a held-out text set (``data/int8_heldout.json``,
+measured, not assumed: on a held-out text set (``index/model/data/int8_heldout.json``,
 WordNet glosses never used by the benchmark) the int8 vectors are compared
 with the fp32 ones by cosine, and int8 queries are searched against an fp32
 index to get recall@10 (exact search, so the figure is the model's loss alone).
@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 
 from index.exceptions import ModelError
-from index.onnx_export import save_atomically
+from index.model.onnx_export import save_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class QualityGate:
 
 def heldout_texts() -> tuple[list[str], list[str]]:
     """The gate's documents and queries (shipped with the package)."""
-    data = json.loads(resources.files("index").joinpath("data/int8_heldout.json").read_text(encoding="utf-8"))
+    data = json.loads(resources.files("index.model").joinpath("data/int8_heldout.json").read_text(encoding="utf-8"))
     return list(data["documents"]), list(data["queries"])
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from index.codec import CodecError
-from index.events import EventError
+from index.records.codec import CodecError
+from index.records.events import EventError
 
 _FIELDS = frozenset({"user", "item", "action", "weight", "ts"})
 _MAX_NAME = 512

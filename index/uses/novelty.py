@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.hnsw import Hit
+from index.ann.hnsw import Hit
 
 
 @dataclass(frozen=True)

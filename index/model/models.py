@@ -9,9 +9,9 @@ and hashes the weights.
 
 Making a missing file (safetensors → fused ONNX, and the opt-in int8 form with its
 quality measurement) costs a few hundred MB and seconds of CPU. It never happens
-inside a worker: :func:`load_embedder` runs ``python -m index.prepare`` in a child
+inside a worker: :func:`load_embedder` runs ``python -m index.model.prepare`` in a child
 process, which holds a lock file in the cache while it works (see
-``index.prepare``), so the worker's memory never carries the converter's peak and
+``index.model.prepare``), so the worker's memory never carries the converter's peak and
 workers sharing one cache on a machine convert once.
 """
 
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from index.embedder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TOKENS, PROVIDERS, Embedder, ModelFiles
+from index.model.embedder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TOKENS, PROVIDERS, Embedder, ModelFiles
 from index.exceptions import ModelError
-from index.onnx_export import BertConfig, read_json, source_fingerprint
-from index.quantize import QUANTIZE_CHOICES, QualityGate
+from index.model.onnx_export import BertConfig, read_json, source_fingerprint
+from index.model.quantize import QUANTIZE_CHOICES, QualityGate
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +112,12 @@ def load_embedder(
 
 
 def prepare_in_child(model: str, cache_dir: Path, quantize: str = "none", threads: int | None = None) -> None:
-    """Make the model's missing files in a separate process (``python -m index.prepare``) and wait.
+    """Make the model's missing files in a separate process (``python -m index.model.prepare``) and wait.
 
     The child's progress lines go to this process's log; its ModelError comes back
     as a ModelError here.
     """
-    command = [sys.executable, "-m", "index.prepare", model, "--cache", str(cache_dir), "--quantize", quantize]
+    command = [sys.executable, "-m", "index.model.prepare", model, "--cache", str(cache_dir), "--quantize", quantize]
     if threads:
         command += ["--threads", str(threads)]
     logger.info("model %s is not prepared in %s: preparing it in a separate process", model, cache_dir)
@@ -164,7 +164,7 @@ def _fp32_plan(model: str, cache_dir: Path) -> ModelPlan:
 
 
 def _converted(model_dir: Path, name: str, cache_dir: Path) -> ModelPlan:
-    """The cached ONNX conversion of ``model_dir`` (made by ``index.prepare`` when absent)."""
+    """The cached ONNX conversion of ``model_dir`` (made by ``index.model.prepare`` when absent)."""
     tokenizer_path = _require_file(model_dir / "tokenizer.json")
     _require_file(model_dir / "config.json")
     _check_pipeline(model_dir)

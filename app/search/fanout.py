@@ -19,7 +19,7 @@ import aiohttp
 import faust
 from yarl import URL
 
-from app.http.auth import SECRET_HEADER, ClusterSecret
+from app.search.secret import SECRET_HEADER, ClusterSecret
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""Make a model's runnable files in the cache, once per machine: ``python -m index.prepare MODEL``.
+"""Make a model's runnable files in the cache, once per machine: ``python -m index.model.prepare MODEL``.
 
-Run as its own process (by ``index.models.load_embedder`` when a file is missing,
+Run as its own process (by ``index.model.models.load_embedder`` when a file is missing,
 or by ``streamvec model prepare`` ahead of time), so the converter's memory peak
 (safetensors, two ONNX graphs, the optimizer; for int8 also two sessions measuring
 quality) is returned to the system when it exits instead of staying in a worker.
@@ -24,11 +24,11 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from index.embedder import Embedder
+from index.model.embedder import Embedder
 from index.exceptions import ModelError
-from index.models import ERROR_PREFIX, ModelPlan, plan_model
-from index.onnx_export import export_sentence_model
-from index.quantize import QUANTIZE_CHOICES, heldout_texts, measure_quality, quantize_int8, store_quality
+from index.model.models import ERROR_PREFIX, ModelPlan, plan_model
+from index.model.onnx_export import export_sentence_model
+from index.model.quantize import QUANTIZE_CHOICES, heldout_texts, measure_quality, quantize_int8, store_quality
 
 Progress = Callable[[str], None]
 
@@ -93,7 +93,7 @@ def _cache_lock(cache_dir: Path, progress: Progress) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     """Prepare one model; progress lines and any error go to stderr (exit status 2 on a ModelError)."""
-    parser = argparse.ArgumentParser(prog="python -m index.prepare", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m index.model.prepare", description=__doc__)
     parser.add_argument("model")
     parser.add_argument("--cache", type=Path, required=True, help="the model cache directory")
     parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="none")

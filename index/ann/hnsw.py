@@ -55,7 +55,7 @@ import numpy as np
 import orjson
 
 from index.exceptions import VectorError
-from index.filters import Predicate
+from index.ann.filters import Predicate
 
 __all__ = ["Hit", "VectorIndex"]
 

@@ -7,8 +7,8 @@ wrapped as ``{"schema": …, "payload": …}``; both forms are accepted, so swit
 converter setting needs no streamvec change. Which columns make the document id, the text,
 the metadata and an optional ready vector is a :class:`CdcMapping`.
 
-``parse_debezium`` returns the same :class:`~index.events.Event` as ``parse_event`` or
-raises :class:`~index.events.EventError`, so the ingest agent counts, logs and
+``parse_debezium`` returns the same :class:`~index.records.events.Event` as ``parse_event`` or
+raises :class:`~index.records.events.EventError`, so the ingest agent counts, logs and
 dead-letters CDC records exactly like native events. ``version`` stays ``None``: Debezium
 sends every change of a row with the same key, hence to the same partition in commit
 order, and the partition's offset order is what decides.
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from index.events import Event, EventError
+from index.records.events import Event, EventError
 from index.exceptions import VectorError
-from index.vectors import unit_vector
+from index.ann.vectors import unit_vector
 
 ID_SEPARATOR = ":"
 TEXT_SEPARATOR = "\n"
