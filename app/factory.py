@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -19,6 +17,7 @@ from app.embedding import EmbeddingService, embedder_from_settings
 from app.search.secret import ClusterSecret
 from app.search.fanout import FanOut
 from app.metrics import Metrics, consumer_lag
+from app.pools import WorkerPools
 from app.http.openapi import build_openapi
 from app.search.service import SearchService
 from app.http.uses import UseCaseViews
@@ -89,7 +88,9 @@ def create_app(settings: Settings) -> Streamvec:
     )
     embedder = embedder_from_settings(settings)
     logger.info("model %s loaded: %d dimensions, %s", embedder.model_id, embedder.dim, embedder.describe())
+    pools = WorkerPools()
     embedding = EmbeddingService(embedder, query_cache_size=settings.query_cache_size)
+    pools.on_close("embedding", embedding.close)
     index = VectorIndex(embedder.dim, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
                         ef_search=settings.ef_search)
     snapshots = Snapshots(Path(app.conf.tabledir) / SNAPSHOT_DIR, embedder.model_id) \
@@ -106,13 +107,13 @@ def create_app(settings: Settings) -> Streamvec:
         keep_snapshots(app, table, settings.snapshot_interval)
     status = IngestStatus()
     metrics = Metrics(table, status, app)
-    uses = _register_ingest(app, settings, table, embedding, status, metrics)
-    service = _register_http(app, settings, table, embedding, status, metrics, uses)
+    uses = _register_ingest(app, settings, table, embedding, status, metrics, pools)
+    service = _register_http(app, settings, table, embedding, status, metrics, uses, pools)
     return Streamvec(settings, app, table, embedding, status, metrics, service, uses)
 
 
 def _register_ingest(app: faust.App, settings: Settings, table: VectorTable, embedding: EmbeddingService,
-                     status: IngestStatus, metrics: Metrics) -> UseCases:
+                     status: IngestStatus, metrics: Metrics, pools: WorkerPools) -> UseCases:
     parsers = {settings.events_topic: partial(parse_event, dim=embedding.dim), **cdc_parsers(settings, embedding.dim)}
     # internal=True: Faust creates the events topic (with our partition count) before it
     # subscribes, so a worker started before the first producer still consumes it. A CDC
@@ -128,7 +129,8 @@ def _register_ingest(app: faust.App, settings: Settings, table: VectorTable, emb
     def may_retry() -> bool:
         return not (app.rebalancing or app.should_stop)
 
-    uses = register_use_cases(app, settings, table, embedding, metrics, producer, may_retry)
+    uses = register_use_cases(app, settings, table, embedding, metrics, producer, may_retry,
+                              pools.pool("analysis", min(2, pools.cores)))
     metrics.watch_use_cases(uses.analysis.counts, uses.watchlist, uses.health, table)
     processor = IngestProcessor(table, embedding, producer, ConsumerPositions(app), status, parsers=parsers,
                                 dead_letter_topic=settings.dead_letter_topic, options=options,
@@ -144,12 +146,12 @@ def _register_ingest(app: faust.App, settings: Settings, table: VectorTable, emb
 
 
 def _register_http(app: faust.App, settings: Settings, table: VectorTable, embedding: EmbeddingService,
-                   status: IngestStatus, metrics: Metrics, uses: UseCases) -> SearchService:
+                   status: IngestStatus, metrics: Metrics, uses: UseCases, pools: WorkerPools) -> SearchService:
     secret = ClusterSecret(settings.cluster_secret, settings.broker_url, settings.cluster_secret_topic)
     app.task(secret.get)  # fetched at start: the first fan-out should not wait for Kafka
     fanout = FanOut(app, settings.fanout_timeout, secret, table.changelog_topic_name)
-    threads = os.cpu_count() or 2
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="search")
+    threads = pools.cores
+    pool = pools.pool("search", threads)
     service = SearchService(table=table, embed_query=embedding.embed_query, fanout=fanout,
                             partitions=settings.partitions, events_topic=settings.events_topic,
                             max_standby_lag=settings.max_standby_lag, read_wait=settings.read_wait,
@@ -181,7 +183,7 @@ def _register_http(app: faust.App, settings: Settings, table: VectorTable, embed
 
     async def close(web_app: Any) -> None:
         await fanout.close()
-        pool.shutdown(wait=False)
+        pools.close()
     app.web.web_app.on_cleanup.append(close)
     return service
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,15 +49,17 @@ class UseCases:
 
 
 def register_use_cases(app: faust.App, settings: Settings, table: VectorTable, embedding: EmbeddingService,
-                       metrics: Metrics, sender: Sender, may_retry: Callable[[], bool]) -> UseCases:
+                       metrics: Metrics, sender: Sender, may_retry: Callable[[], bool],
+                       pool: ThreadPoolExecutor) -> UseCases:
     """Declare the use cases' topics, tables and agents on ``app``; returns the ingest observer and state.
 
     ``sender`` produces everything (alerts, patterns, repartitioned activity, dead letters) and
-    waits for the acks; ``may_retry`` says whether a failed batch may be tried again now."""
+    waits for the acks; ``may_retry`` says whether a failed batch may be tried again now; matching and
+    novelty search on ``pool`` (its owner, :class:`app.pools.WorkerPools`, shuts it down)."""
     watchlist = Watchlist(embedding.dim)
     reader = PatternReader(bootstrap(settings.broker), settings.patterns_topic, watchlist, settings.alert_threshold)
     _register_watchlist(app, settings, reader, sender, embedding, may_retry)
-    analysis, health = _analysis(app, settings, table, watchlist, reader, sender, metrics)
+    analysis, health = _analysis(app, settings, table, watchlist, reader, sender, metrics, pool)
     profiles = _register_activity(app, settings, table, sender, metrics, may_retry)
     return UseCases(watchlist, reader, analysis, health, profiles)
 
@@ -94,10 +95,8 @@ async def _partitions_of_patterns(settings: Settings, patterns: faust.TopicT) ->
 
 
 def _analysis(app: faust.App, settings: Settings, table: VectorTable, watchlist: Watchlist, reader: PatternReader,
-              sender: Sender, metrics: Metrics) -> tuple[BatchAnalysis, HealthMonitor]:
+              sender: Sender, metrics: Metrics, pool: ThreadPoolExecutor) -> tuple[BatchAnalysis, HealthMonitor]:
     alerts = app.topic(settings.alerts_topic, schema=raw_bytes(), partitions=settings.partitions, internal=True)
-    threads = min(2, os.cpu_count() or 1)
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="analysis")
     novelty = Novelty(table, settings.novelty_threshold, pool) if settings.novelty_threshold > 0 else None
     health = HealthMonitor(watchlist.dim, settings.health_window, settings.drift_threshold)
     analysis = BatchAnalysis(watchlist=watchlist, watchlist_loaded=reader.loaded, patterns_topic=reader.topic,
