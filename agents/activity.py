@@ -134,7 +134,7 @@ class ProfileUpdater:
             stored = self.table.read_in(message.partition, activity.user)
             updated = add_activity(self._decoded(activity.user, stored), activity, vector, self.half_life, self.keep)
             # A redelivery rewrites the stored profile: after a crash the local store can be
-            # ahead of the changelog (notes/faust-internals.md §8), and this catches it up.
+            # ahead of the changelog (docs/faust.md §8), and this catches it up.
             value = encode_profile(updated) if updated is not None else stored
             assert value is not None  # add_activity skips only an activity a stored profile counted
             self.table.write(source, activity.user, value)

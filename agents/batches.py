@@ -1,7 +1,7 @@
 """Agents that acknowledge a batch only after it is done, and never let an error out.
 
 Faust's ``take_events`` acknowledges a batch when its generator closes, also when the
-body raised: an exception out of a batch loses the batch (notes/faust-internals.md §8).
+body raised: an exception out of a batch loses the batch (docs/faust.md §8).
 Agents built here take batches with ``noack_take`` and acknowledge each event after the
 batch's work (and everything it produced) is acknowledged by the broker. Bad input is
 the processor's to dead-letter; any exception that still comes out means something

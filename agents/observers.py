@@ -1,7 +1,7 @@
 """What other stream processors see of an ingest batch: the documents it just indexed.
 
 Watchlist alerts, novelty and embedding health need each new document's vector in the
-same pass that embedded it (DESIGN.md "Where this is going"), not a second read of the
+same pass that embedded it (docs/architecture.md "Where this is going"), not a second read of the
 table. The ingest processor calls every :class:`BatchObserver` once per batch, after the
 batch's writes are durable and before its events are acknowledged, so whatever an
 observer produces is produced at least once per event.

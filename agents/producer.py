@@ -2,7 +2,7 @@
 
 Faust's own table writes only queue their changelog records; its flush before an offset commit
 returns once no send completed for 0.1 s, possibly with records still queued
-(notes/faust-internals.md §8). So ingest sends through this producer instead and waits for every
+(docs/faust.md §8). So ingest sends through this producer instead and waits for every
 acknowledgement (``acks=all``, idempotent) before it acknowledges the events that caused them.
 
 A send that fails is not the events' fault (they were checked, and sized, before): the broker is

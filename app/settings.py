@@ -87,7 +87,7 @@ class Settings:
     heartbeat_interval: float = field(default=1.0, metadata={"doc": "Kafka consumer heartbeat interval."})
     rebalance_timeout: float = field(default=20.0, metadata={"doc": "Kafka consumer rebalance timeout."})
     metadata_max_age: float = field(default=5.0, metadata={"doc": "Seconds between consumer metadata refreshes: how soon a topic that appeared after a worker started is consumed."})
-    api_key: str = field(default="", repr=False, metadata={"doc": "When set, every endpoint but `/health` needs it (`X-API-Key: <key>` or `Authorization: Bearer <key>`)."})
+    api_key: str = field(default="", repr=False, metadata={"doc": "When set, every endpoint but `/health` and the search page (`/`, `/ui/*`) needs it (`X-API-Key: <key>` or `Authorization: Bearer <key>`)."})
     cluster_secret: str = field(default="", repr=False, metadata={"doc": "Shared by all workers for the worker-to-worker endpoints; when empty the group draws one and keeps it in the topic `<id>-cluster-secret`."})
     event_loop: str = field(default="uvloop", metadata={"doc": "`uvloop` or `asyncio`: the worker's event loop (`streamvec worker`; with `faust -A app worker` pass `--loop uvloop`)."})
     log_level: str = field(default="info", metadata={"doc": "Worker log level."})
@@ -318,7 +318,7 @@ def _shown(default: Any) -> str:
 
 
 def describe() -> list[tuple[str, str, str]]:
-    """``(variable, default, meaning)`` rows, for the README and ``streamvec --help``."""
+    """``(variable, default, meaning)`` rows, for docs/configuration.md and ``streamvec --help``."""
     return [
         (ENV_PREFIX + f.name.upper(), _shown(f.default), f.metadata["doc"])
         for f in dataclasses.fields(Settings)

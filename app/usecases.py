@@ -1,5 +1,5 @@
 """Wiring of the real-time uses beside search: watchlist alerts, novelty, embedding health,
-recommendations from activity (README "Alerts", "Recommendations", "Embedding health").
+recommendations from activity (docs/use-cases.md).
 
 Declares their topics (created at worker start with the partition counts below), tables,
 agents and the ingest observer, and hands back what the views and metrics read.

@@ -79,7 +79,7 @@ def bench_texts(tokenizer_path: Path) -> dict[str, list[str]]:
     at a token boundary, so every text is real English of the wanted length.
     """
     rows = [json.loads(line)["text"] for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
-    pool = [text for i, text in enumerate(rows) if i % 16 not in (0, 8)]  # held out: index/data
+    pool = [text for i, text in enumerate(rows) if i % 16 not in (0, 8)]  # held out: index/model/data
     np.random.default_rng(3).shuffle(pool)
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     tokenizer.no_truncation()

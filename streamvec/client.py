@@ -71,7 +71,7 @@ class AsyncClient:
                      after: WriteResult | Mapping[int, int] | None = None) -> SearchResult:
         """The ``k`` documents most similar to ``text``, a ``vector``, or a stored document ``id``
         (which is left out of its own results), best first; ``filter`` is a metadata filter
-        (README, "HTTP API"). Check ``result.partial``: true when some partitions did not answer.
+        (docs/http-api.md). Check ``result.partial``: true when some partitions did not answer.
 
         ``after``: what an :meth:`upsert` or :meth:`delete` returned (or its ``offsets``): the
         workers answer once they have applied those events (read-your-writes), waiting up to
@@ -116,7 +116,7 @@ class AsyncClient:
     async def upsert(self, documents: Iterable[Mapping[str, Any]], *, wait: bool = False,
                      wait_timeout: float = 30.0) -> WriteResult:
         """Write documents as events (``{"id", "text"?, "vector"?, "metadata"?, "version"?, "ts"?}``,
-        README "Events"), keyed by id; returns once Kafka acknowledged every one.
+        docs/events.md "Events"), keyed by id; returns once Kafka acknowledged every one.
 
         With ``wait``, returns only when every document reads back as written from the
         workers (:meth:`get_many`: same metadata, and text when they return it), so a search

@@ -1,6 +1,6 @@
 """Typed values: what a caller sends (:class:`Query`) and what the workers answer.
 
-Results are frozen dataclasses built from the HTTP API's JSON (README, "HTTP API"). Fields
+Results are frozen dataclasses built from the HTTP API's JSON (docs/http-api.md). Fields
 the workers may not send yet (``text``, before text storage) are optional, so the client
 works against older and newer workers alike.
 """

@@ -136,7 +136,7 @@ class TopicPosition(BaseModel):
 
 
 class AlertItem(BaseModel):
-    """One record of ``<app id>-alerts``; fields beyond these depend on ``kind`` (README, Alerts)."""
+    """One record of ``<app id>-alerts``; fields beyond these depend on ``kind`` (docs/use-cases.md "Alerts: watchlists, novelty, drift")."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -264,7 +264,7 @@ class DeadLetterItem(BaseModel):
     partition: int = Field(description="Where it is in the dead-letter topic.")
     offset: int
     timestamp: float = Field(description="When it was dead-lettered, seconds since the epoch.")
-    reason: str = Field(description="The reason code (README, Dead letters).")
+    reason: str = Field(description="The reason code (docs/events.md, Dead letters).")
     error: str = Field(description="What is wrong with the event.")
     source: DeadLetterSource = Field(description="Where the event was read.")
     key: str | None = Field(description="The event's key as text (cut at 500 characters).")

@@ -1,4 +1,4 @@
-"""HTTP views of the real-time uses (README "Alerts", "Recommendations", "Embedding health"):
+"""HTTP views of the real-time uses (docs/use-cases.md):
 ``GET /alerts``, ``POST /watchlist/check``, ``GET /recommendations/{user}``, what one worker answers for another
 about a user's profile, and what the uses add to a worker's and the group's ``/stats``.
 """

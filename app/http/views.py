@@ -1,4 +1,4 @@
-"""HTTP API of every worker (DESIGN.md, Contracts): search, documents, health, stats.
+"""HTTP API of every worker (docs/architecture.md "Contracts"): search, documents, health, stats.
 
 Thin aiohttp views: each parses its request (:mod:`app.http.requests`), asks the
 :class:`~app.search.service.SearchService`, and renders the frozen result. The service decides

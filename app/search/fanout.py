@@ -1,7 +1,7 @@
 """Ask every worker of the group the same question, locally or over HTTP, with a deadline.
 
 The group's members come from Faust's assignor metadata, which every member receives
-at each rebalance (notes/faust-internals.md §3). A member that does not answer in time
+at each rebalance (docs/faust.md §3). A member that does not answer in time
 is reported, never waited for: the caller turns its silence into ``partial: true``.
 Connections to the other members are kept alive between queries: a new TCP connection
 per query would cost more than the search itself.

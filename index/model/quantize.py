@@ -31,7 +31,7 @@ QUANTIZE_CHOICES = ("none", "int8")
 # Key of the QualityReport kept in the int8 file's metadata.
 QUALITY_REPORT_KEY = "streamvec.int8_quality"
 RECALL_K = 10
-# Defaults of the gate (STREAMVEC_INT8_MIN_COSINE / STREAMVEC_INT8_MIN_RECALL); README explains the trade.
+# Defaults of the gate (STREAMVEC_INT8_MIN_COSINE / STREAMVEC_INT8_MIN_RECALL); docs/configuration.md "The embedder" explains the trade.
 DEFAULT_MIN_MEAN_COSINE = 0.99
 DEFAULT_MIN_RECALL = 0.88
 

@@ -121,7 +121,7 @@ def _depth(value: Any, limit: int) -> int:
 
 
 def parse_event(key: bytes | None, value: bytes | None, dim: int) -> Event:
-    """Validate one Kafka record against the event contract (DESIGN.md, Contracts)."""
+    """Validate one Kafka record against the event contract (docs/architecture.md "Contracts")."""
     key_id = _decode_key(key)
     if value is None:
         if key_id is None:

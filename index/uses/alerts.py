@@ -1,4 +1,4 @@
-"""Alert records: what the workers write on ``<app id>-alerts`` (DESIGN.md, topics).
+"""Alert records: what the workers write on ``<app id>-alerts`` (docs/architecture.md "Topics of an app id").
 
 Every alert is JSON with ``kind`` (``watchlist``, ``novel`` or ``drift``), the document
 ``id`` and ``version`` it is about, ``score``, ``event_ts`` (the document's event time)

@@ -5,7 +5,7 @@ The issue asks for 100,000 held. On this 2-core machine that run did not fit bes
 .ci/run: its load alone took 176 s, and (before moved partitions were kept and taken back) after
 the first leave the group took over 180 s to answer for every partition again, each move
 dropping a partition from a worker's index and building it into another's. Cycles now take 10
-to 30 s at 20,000; the suite holds 20,000 so that both cases fit, and the README's fault table
+to 30 s at 20,000; the suite holds 20,000 so that both cases fit, and the fault table in docs/operations.md
 says so.
 
 With standbys on, this case found that Faust's recovery consumer can skip changelog records

@@ -4,7 +4,7 @@ Hypothesis generates batches of valid and invalid events over a small pool of do
 ids, so updates, deletes, stale versions and identical re-sends collide. Each batch goes
 through a real Kafka to two real worker processes (8 partitions). After each batch the
 outcome counts of GET /stats, the stored documents and the search answers must be what a
-reference model of the event contract (DESIGN.md "Contracts", README "Events") predicts;
+reference model of the event contract (docs/architecture.md "Contracts", docs/events.md "Events") predicts;
 at the end the dead-letter topic must hold exactly the invalid events, each with its
 reason. One cluster serves every example, so the model's state carries over from batch to
 batch.

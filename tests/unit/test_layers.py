@@ -1,4 +1,4 @@
-"""The layers of DESIGN.md hold: each package imports only the layers below it, and the client
+"""The layers of docs/architecture.md "Layers" hold: each package imports only the layers below it, and the client
 package ``streamvec`` imports none of the server (an application gets it without Faust)."""
 
 from __future__ import annotations
