@@ -95,8 +95,7 @@ def create_app(settings: Settings) -> Streamvec:
     snapshots = Snapshots(Path(app.conf.tabledir) / SNAPSHOT_DIR, embedder.model_id) \
         if settings.snapshot_interval > 0 else None
     table = app.tables.add(VectorTable(app, index=index, reader=ChangelogReader(bootstrap(settings.broker)),
-                                         snapshots=snapshots, inputs=settings.input_topics,
-                                         keep_moved=settings.keep_moved,
+                                         snapshots=snapshots, keep_moved=settings.keep_moved,
                                          partitions=settings.partitions,
                                          options=settings.rocksdb_options))
     keep_standbys_fresh(app, STANDBY_FLUSH_SECONDS)

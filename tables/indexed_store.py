@@ -35,6 +35,10 @@ a queued build holds no handle, and a build of a partition that moves stops at i
 (Faust can then reopen the partition's database without hitting its lock). Writes that arrive
 during a build wait in the slot and are applied when it ends, in order. A slot's state changes
 under the slot's lock; the loop only reads it.
+
+At the end of every rebalance, before Faust seeks the input partitions, the ingest agent is told
+which active partitions were recovered, and commits where their ingest resumes (see
+:meth:`agents.ingest.IngestProcessor.resume_from_progress`).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +75,8 @@ BUILD_CHUNK = 1024
 the longest it can delay another partition's writes."""
 _MOVE_WAIT_SECONDS = 30.0
 UNKNOWN_LAG = 1 << 62
+OnRecovered = Callable[[set[int]], Awaitable[None]]
+"""Told the active partitions a rebalance recovered, before Faust seeks the input partitions."""
 
 
 @dataclass(frozen=True)
@@ -120,10 +126,10 @@ class IndexedStore(OrderedStore):
     """Faust's RocksDB store plus the worker's index; see the module docstring for the flow."""
 
     def __init__(self, *args: Any, index: VectorIndex, reader: ChangelogReader, snapshots: Snapshots | None = None,
-                 inputs: Sequence[str] = (), keep_moved: float = 0.0, **kwargs: Any) -> None:
+                 keep_moved: float = 0.0, on_recovered: OnRecovered | None = None, **kwargs: Any) -> None:
         super().__init__(*args, reader=reader, **kwargs)
         self.index = index
-        self._inputs = tuple(inputs)
+        self._on_recovered = on_recovered
         self._keep_moved = keep_moved
         self._moved: dict[int, _Moved] = {}
         self._slots: dict[int, _Slot] = {}
@@ -253,7 +259,8 @@ class IndexedStore(OrderedStore):
             for slot in restored:
                 with slot.lock:
                     slot.built = not slot.cancelled
-        await self._read_from_progress(actives)
+        if self._on_recovered is not None:
+            await self._on_recovered(actives)
         await self._close_slots(set(self._slots) - held, keep=self._keep_moved > 0)
         to_build = sorted(held - set(self._slots))
         for partition in to_build:
@@ -262,28 +269,6 @@ class IndexedStore(OrderedStore):
             slot.lane.submit(self._build_chunk, slot, None)
         logger.info("recovery completed: active partitions %s, standby %s, building %s",
                     sorted(actives), sorted(held - actives), to_build)
-
-    async def _read_from_progress(self, partitions: set[int]) -> None:
-        """Commit, for each input partition, the first offset its progress record says is not done.
-
-        Faust seeks every input partition to its committed offset right after this. Its own
-        commits can be past events it never delivered (after a seek it counts a jump in offsets
-        as done), so ingest starts from what the changelog says it did instead.
-        """
-        offsets = {}
-        for partition in partitions:
-            done = self.progress(partition).next
-            # An input the record has not seen yet starts at its beginning: the group's own
-            # commit may be past events a stalled batch left behind (see agents/ingest.py).
-            offsets.update({TP(topic, partition): done.get(topic, 0) for topic in self._inputs})
-            offsets.update({TP(topic, partition): offset for topic, offset in done.items()})
-        if not offsets:
-            return
-        try:
-            await self.app.consumer._commit(offsets)  # noqa: SLF001 — Faust has no public commit of given offsets
-        except Exception:
-            logger.exception("partitions %s: committing the offsets of their progress records failed; ingest "
-                             "reads on from the group's own commits", sorted(partitions))
 
     async def forget_moved(self) -> None:
         """Drop from the index the partitions that moved away more than ``keep_moved`` seconds ago."""
