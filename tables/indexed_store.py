@@ -148,15 +148,9 @@ class IndexedStore(OrderedStore):
 
     def copies(self) -> dict[int, Copy]:
         """Every partition this worker holds in the latest assignment, with its state."""
-        actives = self._changelog_partitions(self.app.assignor.assigned_actives())
-        standbys = self._changelog_partitions(self.app.assignor.assigned_standbys())
-        found = {}
-        for partition, slot in list(self._slots.items()):
-            if partition in actives or partition in standbys:
-                active = partition in actives
-                lag = 0 if active else self._lag(partition, slot)
-                found[partition] = Copy(partition, active, slot.built, lag, slot.applied)
-        return found
+        held = self.held()
+        return {p: Copy(p, held[p], slot.built, 0 if held[p] else self._lag(p, slot), slot.applied)
+                for p, slot in list(self._slots.items()) if p in held}
 
     @property
     def ready(self) -> bool:
@@ -223,8 +217,7 @@ class IndexedStore(OrderedStore):
         lost = self._changelog_partitions(revoked) - self._changelog_partitions(assigned)
         await self._close_slots(lost, keep=self._keep_moved > 0)
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
-        held = self._changelog_partitions(self.app.assignor.assigned_actives()
-                                          | self.app.assignor.assigned_standbys())
+        held = set(self.held())
         loop = asyncio.get_running_loop()
         if self._snapshots is not None and not self._restore_tried:
             self._restore_tried = True  # once per start: later rebalances build what they gain
