@@ -68,8 +68,9 @@ def test_http_is_the_top_of_app() -> None:
     assert not {path: names for path, names in offending.items() if names}
 
 
-@pytest.mark.parametrize("module", ["tables/changelog_order.py", "tables/copies.py", "tables/lanes.py"])
+@pytest.mark.parametrize("module", ["tables/changelog_order.py", "tables/copies.py", "tables/lanes.py",
+                                    "tables/index_feed.py"])
 def test_the_rules_under_the_faust_stores_import_no_faust(module: str) -> None:
-    """The stores' pure parts (changelog order, copy states, lanes) are unit-tested
+    """The stores' pure parts (changelog order, copy states, lanes, the index feed) are unit-tested
     without Faust or a broker; the Faust subclasses only hook them in (DESIGN.md, layer 2)."""
     assert not _imports(REPO / module) & {"faust", "mode", "aiokafka", "rocksdict"}
