@@ -30,7 +30,7 @@ from index.records.events import parse_event
 from index.ann.hnsw import VectorIndex
 from tables.changelog_reader import ChangelogReader
 from agents.producer import MAX_REQUEST_BYTES, DurableProducer
-from tables.indexed_store import Snapshots
+from tables.index_snapshots import Snapshots
 from tables.vectors import VectorTable, forget_moved_partitions, keep_snapshots, keep_standbys_fresh, raw_bytes
 
 logger = logging.getLogger(__name__)

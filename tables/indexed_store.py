@@ -20,7 +20,7 @@ A partition that moves to another worker is not dropped from the index at once: 
 time (a worker that joined for a while leaves, a rolling restart), it is taken back like a
 snapshot's partition below, so only the changelog written meanwhile is replayed; else it is dropped.
 
-Snapshots (:mod:`index.ann.snapshot`) spare a restart that build. The index is saved on a schedule
+Snapshots (:mod:`tables.index_snapshots`) spare a restart that build. The index is saved on a schedule
 and at a clean stop with, per partition, the changelog offset its documents reflect. At the
 first rebalance after a start, a snapshot that checks out is loaded before recovery begins, and
 each of its partitions that this worker holds and whose local store has reached the snapshot's
@@ -39,24 +39,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from faust.types import TP, EventT
 from rocksdict import Rdict, WriteBatch
 
-from index.ann import snapshot
 from index.ann.hnsw import VectorIndex
-from index.ann.snapshot import Covered, SnapshotError
 from index.records import progress
 from index.records.progress import Progress
 from tables.changelog_reader import ChangelogReader
-from tables.copies import Copies, usable
+from tables.copies import Copies
 from tables.index_feed import IndexFeed, Op
+from tables.index_snapshots import Snapshots
 from tables.ordered_store import OrderedStore
 
 logger = logging.getLogger(__name__)
@@ -64,14 +61,6 @@ logger = logging.getLogger(__name__)
 UNKNOWN_LAG = 1 << 62
 OnRecovered = Callable[[set[int]], Awaitable[None]]
 """Told the active partitions a rebalance recovered, before Faust seeks the input partitions."""
-
-
-@dataclass(frozen=True)
-class Snapshots:
-    """Where the worker's index snapshot lives, and what it must have been made by."""
-
-    directory: Path
-    model_id: str
 
 
 @dataclass(frozen=True)
@@ -179,7 +168,8 @@ class IndexedStore(OrderedStore):
             loop = asyncio.get_running_loop()
             if self._snapshots is not None and not self._restore_tried:
                 self._restore_tried = True  # once per start: later rebalances build what they gain
-                await loop.run_in_executor(self._feed.pool, self._restore, self._snapshots, held)
+                await loop.run_in_executor(self._feed.pool, self._snapshots.restore, self._feed, held,
+                                           self.stored_offset)
             returned = self._copies.take_back(held)
             if returned:
                 await loop.run_in_executor(self._feed.pool, self._feed.take_back, returned)
@@ -225,7 +215,7 @@ class IndexedStore(OrderedStore):
         if self._snapshots is None:
             return
         try:
-            await asyncio.get_running_loop().run_in_executor(self._feed.pool, self._save, self._snapshots)
+            await asyncio.get_running_loop().run_in_executor(self._feed.pool, self._snapshots.save, self._feed)
         except Exception:
             logger.exception("saving the index snapshot failed; the next restart builds what it lacks")
 
@@ -233,50 +223,6 @@ class IndexedStore(OrderedStore):
         await self.snapshot()
         await self._feed.stop()
         await super().stop()
-
-    # ---- snapshots (on a pool thread) -------------------------------------------------
-
-    def _restore(self, snapshots: Snapshots, held: set[int]) -> None:
-        started = time.perf_counter()
-        try:
-            found = snapshot.load(snapshots.directory, model_id=snapshots.model_id, dim=self.index.dim,
-                                  ef_search=self.index.ef_search)
-        except SnapshotError as exc:
-            logger.info("index snapshot not used (%s): held partitions are built from the local store", exc)
-            return
-        usable_ones: dict[int, Covered] = {}
-        for partition, covered in sorted(found.partitions.items()):
-            if partition not in held:
-                continue
-            stored = self.stored_offset(partition)
-            if usable(stored, covered.offset):
-                usable_ones[partition] = covered
-            else:
-                logger.warning("partition %d: the snapshot (changelog offset %d) is ahead of the local store (%s); "
-                               "building it from the store instead", partition, covered.offset, stored)
-        self.index.adopt(found.index, set(usable_ones))
-        for partition, covered in usable_ones.items():
-            self._feed.restore(partition, covered.offset, progress.decode(covered.progress))
-        logger.info("index restored from the snapshot of %s in %.2f s: partitions %s, %d documents; the "
-                    "changelog after their offsets %s is replayed", time.strftime("%H:%M:%S",
-                    time.localtime(found.taken)), time.perf_counter() - started, sorted(usable_ones), len(self.index),
-                    {p: c.offset for p, c in usable_ones.items()})
-
-    def _save(self, snapshots: Snapshots) -> None:
-        covered: dict[int, Covered] = {}
-
-        def covering() -> dict[int, Covered]:
-            covered.update({p: Covered(offset, progress.encode(applied))
-                            for p, (offset, applied) in self._copies.covering().items()})
-            return covered
-
-        started = time.perf_counter()
-        size = snapshot.save(snapshots.directory, self.index, covering, snapshots.model_id)
-        if size:
-            self._copies.saved({p: c.offset for p, c in covered.items()})
-            logger.info("index snapshot saved in %.2f s: partitions %s at changelog offsets %s, %.1f MB",
-                        time.perf_counter() - started, sorted(covered), {p: c.offset for p, c in covered.items()},
-                        size / 1e6)
 
     def _lag(self, partition: int, offset: int) -> int:
         """Changelog records of a standby partition not yet in the index (its copy is at ``offset``),

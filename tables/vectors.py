@@ -19,7 +19,8 @@ from index.ann.filters import Predicate
 from index.ann.hnsw import Hit, VectorIndex
 from index.records.progress import Progress
 from tables.changelog_reader import ChangelogReader
-from tables.indexed_store import Copy, IndexedStore, OnRecovered, Snapshots
+from tables.index_snapshots import Snapshots
+from tables.indexed_store import Copy, IndexedStore, OnRecovered
 from tables.ordered_store import store_for
 
 TABLE_NAME = "vectors"

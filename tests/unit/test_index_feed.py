@@ -1,13 +1,16 @@
 """The index feed: builds in chunks from the local store with writes waiting behind them, writes in
 order on each partition's lane, a failed update rebuilt from the store, moved partitions suspended,
-taken back or dropped, and a build of a closed database abandoned."""
+taken back or dropped, a build of a closed database abandoned; and the snapshot it is saved to and
+restored from."""
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ from index.records.progress import Progress
 from tables import index_feed
 from tables.copies import Copies, CopyState
 from tables.index_feed import IndexFeed, Op
+from tables.index_snapshots import Snapshots
 
 OFFSET_KEY = b"__faust\x00offset__"
 
@@ -198,3 +202,31 @@ def test_a_copy_not_serving_is_dropped_when_its_partition_moves_and_stop_drops_t
     assert feed.copies.held() == {} and len(feed.index) == 0 and feed.index.suspended() == []
     with pytest.raises(RuntimeError):
         feed.pool.submit(print)
+
+
+def test_a_snapshot_restores_the_partitions_whose_store_reached_it_and_skips_a_save_when_nothing_moved(
+        rig: tuple[IndexFeed, Store], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="tables.index_snapshots")
+    feed, store = rig
+    built(feed, store, 0, 4, offset=30)
+    built(feed, store, 1, 3, offset=40)
+    snapshots = Snapshots(tmp_path / "snapshot", "model-a")
+    snapshots.save(feed)
+    saved = (tmp_path / "snapshot").stat().st_mtime_ns
+    snapshots.save(feed)  # nothing moved since
+    assert (tmp_path / "snapshot").stat().st_mtime_ns == saved
+
+    restarted = IndexFeed(VectorIndex(2), store, Copies())
+    try:
+        store.write(1, [], 39)  # partition 1's store is behind the snapshot: it is built instead
+        snapshots.restore(restarted, {0, 1, 2}, store.stored_offset)
+        copy = restarted.copies.get(0)
+        assert copy is not None and copy.state is CopyState.RESTORING and copy.applied.next == {"events": 30}
+        assert restarted.copies.replay_from(0) == 30 and restarted.index.count(0) == 4
+        assert restarted.copies.get(1) is None and restarted.index.count(1) == 0
+        assert "ahead of the local store" in caplog.text
+    finally:
+        restarted.pool.shutdown(wait=True)
+
+    Snapshots(tmp_path / "snapshot", "model-b").restore(restarted, {0}, store.stored_offset)
+    assert "index snapshot not used" in caplog.text
