@@ -31,7 +31,7 @@ import dataclasses
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -79,6 +79,8 @@ class IngestTable(Protocol):
 
     changelog_topic_name: str
 
+    def on_actives_recovered(self, callback: Callable[[set[int]], Awaitable[None]]) -> None: ...
+
     def record_in(self, partition: int, doc_id: str) -> codec.Record | None: ...
 
     def progress(self, partition: int) -> Progress: ...
@@ -88,11 +90,14 @@ class IngestTable(Protocol):
 
 
 class Positions(Protocol):
-    """Where the input partitions begin, and reading one again from an offset (Faust's consumer)."""
+    """Where the input partitions begin, reading one again from an offset, and committing where the
+    group resumes them (Faust's consumer)."""
 
     async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
 
     async def rewind(self, topic: str, partition: int, offset: int) -> None: ...
+
+    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None: ...
 
 
 class Sender(Protocol):
@@ -261,6 +266,24 @@ class IngestProcessor:
         previous, self._indexing = self._indexing, indexing
         if previous:
             await asyncio.wait([asyncio.wrap_future(job) for job in previous])
+
+    async def resume_from_progress(self, partitions: set[int]) -> None:
+        """Commit, for each input partition of ``partitions``, the first offset its progress record
+        says is not done (:func:`index.records.progress.resume_offsets`).
+
+        The vectors table calls this when a rebalance's recovery completes, and Faust seeks every
+        input partition to its committed offset right after. Its own commits can be past events it
+        never delivered (after a seek it counts a jump in offsets as done), so ingest starts from
+        what the changelog says it did instead.
+        """
+        offsets = progress.resume_offsets({p: self.table.progress(p) for p in partitions}, self.parsers)
+        if not offsets:
+            return
+        try:
+            await self.positions.commit(offsets)
+        except Exception:
+            logger.exception("partitions %s: committing the offsets of their progress records failed; ingest "
+                             "reads on from the group's own commits", sorted(partitions))
 
     # ---- 1. decide ----------------------------------------------------------------------
 
@@ -552,15 +575,21 @@ class ConsumerPositions:
     async def rewind(self, topic: str, partition: int, offset: int) -> None:
         await self.app.consumer.seek(TP(topic, partition), offset)
 
+    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        tps = {TP(topic, partition): offset for (topic, partition), offset in offsets.items()}
+        await self.app.consumer._commit(tps)  # noqa: SLF001 — Faust has no public commit of given offsets
+
 
 def register_ingest(app: faust.App, topic: faust.TopicT, processor: IngestProcessor, dead_letters: faust.TopicT,
                     batch_size: int, batch_wait: float) -> faust.types.AgentT:
     """Declare the ingest agent on ``app``: batches of at most ``batch_size`` events from ``topic``,
     whose every topic name needs a parser, acknowledged only once :meth:`IngestProcessor.process`
-    made them durable; and the dead-letter topic, created at start."""
+    made them durable; where the group resumes each partition the worker recovers
+    (:meth:`IngestProcessor.resume_from_progress`); and the dead-letter topic, created at start."""
     missing = sorted(set(topic.topics) - set(processor.parsers))
     if missing:
         raise ValueError(f"no parser for topic(s) {missing}: the ingest agent cannot read them")
+    processor.table.on_actives_recovered(processor.resume_from_progress)
 
     @app.agent(topic, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
@@ -571,7 +600,7 @@ def register_ingest(app: faust.App, topic: faust.TopicT, processor: IngestProces
             # A batch abandoned to a rebalance or a stop (process() returned False) is acknowledged
             # too: Faust's rebalance waits for every event it handed out, and the events are not
             # lost, because where ingest resumes comes from the partitions' progress records in
-            # the changelog (IndexedStore._read_from_progress), never from these acknowledgements.
+            # the changelog (IngestProcessor.resume_from_progress), never from these acknowledgements.
             for event in batch:
                 await stream.ack(event)
 

@@ -29,7 +29,7 @@ from index.records.events import parse_event
 from index.ann.hnsw import VectorIndex
 from tables.changelog_reader import ChangelogReader
 from agents.producer import MAX_REQUEST_BYTES, DurableProducer
-from tables.indexed_store import Snapshots
+from tables.index_snapshots import Snapshots
 from tables.vectors import VectorTable, forget_moved_partitions, keep_snapshots, keep_standbys_fresh, raw_bytes
 
 logger = logging.getLogger(__name__)
@@ -96,8 +96,7 @@ def create_app(settings: Settings) -> Streamvec:
     snapshots = Snapshots(Path(app.conf.tabledir) / SNAPSHOT_DIR, embedder.model_id) \
         if settings.snapshot_interval > 0 else None
     table = app.tables.add(VectorTable(app, index=index, reader=ChangelogReader(bootstrap(settings.broker)),
-                                         snapshots=snapshots, inputs=settings.input_topics,
-                                         keep_moved=settings.keep_moved,
+                                         snapshots=snapshots, keep_moved=settings.keep_moved,
                                          partitions=settings.partitions,
                                          options=settings.rocksdb_options))
     keep_standbys_fresh(app, STANDBY_FLUSH_SECONDS)

@@ -81,6 +81,13 @@ class OrderedStore(Store):
         """The changelog offset the partition's RocksDB is at (Faust's own persisted offset); no side effects."""
         return super().persisted_offset(TP(self.table.changelog_topic_name, partition))  # type: ignore[no-any-return]
 
+    def held(self) -> dict[int, bool]:
+        """The partitions of this table the worker holds in the latest assignment (Faust's assignor),
+        each with whether it is active here (True) or a standby (False)."""
+        held = dict.fromkeys(self._changelog_partitions(self.app.assignor.assigned_standbys()), False)
+        held.update(dict.fromkeys(self._changelog_partitions(self.app.assignor.assigned_actives()), True))
+        return held
+
     def _changelog_partitions(self, tps: Iterable[TP]) -> set[int]:
         topics = self.table.changelog_topic.topics
         return {tp.partition for tp in tps if tp.topic in topics}

@@ -71,10 +71,7 @@ class ProfileTable(faust.Table):
         a standby answers for a dead worker's users until the group has moved their partition."""
         if not self.app.tables.recovery.completed.is_set():
             return {}
-        topics = self.changelog_topic.topics
-        held = {tp.partition: False for tp in self.app.assignor.assigned_standbys() if tp.topic in topics}
-        held.update({tp.partition: True for tp in self.app.assignor.assigned_actives() if tp.topic in topics})
-        return held
+        return self.data.held()  # type: ignore[attr-defined,no-any-return]
 
     def read(self, user: str) -> tuple[bytes | None, bool]:
         """The user's record from the partitions this worker holds, and whether it came from an

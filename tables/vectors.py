@@ -19,7 +19,8 @@ from index.ann.filters import Predicate
 from index.ann.hnsw import Hit, VectorIndex
 from index.records.progress import Progress
 from tables.changelog_reader import ChangelogReader
-from tables.indexed_store import Copy, IndexedStore, Snapshots
+from tables.index_snapshots import Snapshots
+from tables.indexed_store import Copy, IndexedStore, OnRecovered
 from tables.ordered_store import store_for
 
 TABLE_NAME = "vectors"
@@ -38,19 +39,27 @@ class VectorTable(faust.Table):
     """A Faust table whose store feeds the worker's index (see :mod:`tables.indexed_store`)."""
 
     def __init__(self, app: faust.App, *, index: VectorIndex, reader: ChangelogReader,
-                 snapshots: Snapshots | None = None, inputs: Sequence[str] = (), keep_moved: float = 0.0,
-                 **kwargs: Any) -> None:
+                 snapshots: Snapshots | None = None, keep_moved: float = 0.0, **kwargs: Any) -> None:
         self.index = index
         self.reader = reader
         self.snapshots = snapshots
-        self.inputs = tuple(inputs)
         self.keep_moved = keep_moved
+        self._on_recovered: list[OnRecovered] = []
         # bytes types make Faust pick the "raw" codec for the store and the changelog.
         super().__init__(app, name=TABLE_NAME, key_type=bytes, value_type=bytes, **kwargs)
 
     def _new_store(self) -> IndexedStore:
         return store_for(self, IndexedStore, index=self.index, reader=self.reader, snapshots=self.snapshots,
-                         inputs=self.inputs, keep_moved=self.keep_moved)
+                         keep_moved=self.keep_moved, on_recovered=self._recovered)
+
+    def on_actives_recovered(self, callback: OnRecovered) -> None:
+        """Call ``callback`` with the active partitions at the end of every rebalance's recovery,
+        before Faust seeks the input partitions (the ingest agent commits where it resumes)."""
+        self._on_recovered.append(callback)
+
+    async def _recovered(self, actives: set[int]) -> None:
+        for callback in self._on_recovered:
+            await callback(actives)
 
     @property
     def store(self) -> IndexedStore:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,21 @@ class Progress:
     def counts(self) -> dict[str, Any]:
         """``{outcome: n for every outcome, "dead_letter_reasons": {reason: n}}`` (what /stats shows)."""
         return {**{name: self.outcomes[name] for name in OUTCOMES}, "dead_letter_reasons": dict(self.reasons)}
+
+
+def resume_offsets(done: Mapping[int, Progress], inputs: Iterable[str]) -> dict[tuple[str, int], int]:
+    """``{(input topic, partition): first offset not done}`` for the partitions in ``done``: where
+    their ingest resumes, whatever the group committed.
+
+    An input the record has not seen yet starts at offset 0 (its beginning): the group's own
+    commit may be past events a stalled batch left behind (see agents/ingest.py), and a
+    consumer that seeks can count a jump in offsets as done.
+    """
+    offsets: dict[tuple[str, int], int] = {}
+    for partition, progress in done.items():
+        offsets.update({(topic, partition): progress.next.get(topic, 0) for topic in inputs})
+        offsets.update({(topic, partition): offset for topic, offset in progress.next.items()})
+    return offsets
 
 
 def encode(progress: Progress) -> bytes:

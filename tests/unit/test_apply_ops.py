@@ -7,7 +7,7 @@ import numpy as np
 from index.records import codec, progress
 from index.ann.hnsw import VectorIndex
 from index.records.progress import Progress
-from tables.indexed_store import apply_ops
+from tables.index_feed import apply_ops
 
 
 def _record(vector: list[float], **fields: object) -> bytes:

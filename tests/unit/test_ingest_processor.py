@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
@@ -69,6 +69,10 @@ class Table:
         self.data: defaultdict[int, dict[bytes, bytes]] = defaultdict(dict)
         self.changelog = changelog  # what the fake producer acknowledged
         self.fail_commits = 0
+        self.on_recovered: list[Callable[[set[int]], Awaitable[None]]] = []
+
+    def on_actives_recovered(self, callback: Callable[[set[int]], Awaitable[None]]) -> None:
+        self.on_recovered.append(callback)
 
     def record_in(self, partition: int, doc_id: str) -> codec.Record | None:
         data = self.data[partition].get(doc_id.encode())
@@ -144,12 +148,18 @@ class Positions:
 
     def __init__(self) -> None:
         self.rewinds: list[tuple[str, int, int]] = []
+        self.commits: list[dict[tuple[str, int], int]] = []
 
     async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return {where: 0 for where in partitions}
 
     async def rewind(self, topic: str, partition: int, offset: int) -> None:
         self.rewinds.append((topic, partition, offset))
+
+    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        if not offsets:
+            raise AssertionError("an empty commit")
+        self.commits.append(dict(offsets))
 
 
 class Observer:
@@ -301,6 +311,32 @@ def test_an_agent_over_a_topic_without_a_parser_is_refused_at_declaration() -> N
     with pytest.raises(ValueError, match="no parser for topic"):
         register_ingest(app, app.topic(EVENTS, "unparsed"), Rig().processor, app.topic(DEAD),
                         batch_size=8, batch_wait=0.1)
+
+
+def test_the_agent_commits_where_each_recovered_partition_resumes_from_its_progress_record() -> None:
+    """The vectors table calls this at the end of every rebalance's recovery, before Faust seeks
+    the input partitions: the group's own commits may be past events it never delivered."""
+    app = faust.App("resume-test", broker="kafka://127.0.0.1:1")
+    rig = Rig()
+    register_ingest(app, app.topic(EVENTS), rig.processor, app.topic(DEAD), batch_size=8, batch_wait=0.1)
+    assert rig.table.on_recovered == [rig.processor.resume_from_progress]
+    first, _, third = (rig.event({"id": f"d{n}", "vector": [1, n, 0, 0]}) for n in range(3))
+    rig.run(first, third)  # the consumer skipped the second
+    asyncio.run(rig.processor.resume_from_progress({0, 3}))
+    assert rig.positions.commits == [{(EVENTS, 0): 1, (EVENTS, 3): 0}]
+    asyncio.run(rig.processor.resume_from_progress(set()))  # nothing recovered: nothing committed
+    assert len(rig.positions.commits) == 1
+
+
+def test_a_failed_commit_of_where_ingest_resumes_is_logged_and_ingest_reads_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    rig = Rig()
+
+    async def refused(offsets: Mapping[tuple[str, int], int]) -> None:
+        raise RuntimeError("already rebalanced")
+    rig.positions.commit = refused  # type: ignore[method-assign]
+    asyncio.run(rig.processor.resume_from_progress({2}))
+    assert "committing the offsets of their progress records failed" in caplog.text
 
 
 def test_an_upsert_identical_to_the_stored_record_is_unchanged_and_not_rewritten() -> None:

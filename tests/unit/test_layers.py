@@ -66,3 +66,11 @@ def test_http_is_the_top_of_app() -> None:
     offending = {str(path.relative_to(REPO)): sorted(name for name in _app_imports(path) if name.startswith("app.http"))
                  for path in below}
     assert not {path: names for path, names in offending.items() if names}
+
+
+@pytest.mark.parametrize("module", ["tables/changelog_order.py", "tables/copies.py", "tables/lanes.py",
+                                    "tables/index_feed.py"])
+def test_the_rules_under_the_faust_stores_import_no_faust(module: str) -> None:
+    """The stores' pure parts (changelog order, copy states, lanes, the index feed) are unit-tested
+    without Faust or a broker; the Faust subclasses only hook them in (DESIGN.md, layer 2)."""
+    assert not _imports(REPO / module) & {"faust", "mode", "aiokafka", "rocksdict"}

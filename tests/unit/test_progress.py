@@ -42,3 +42,19 @@ def test_the_record_round_trips_and_a_foreign_one_is_refused() -> None:
     assert progress.decode(None) == Progress()
     with pytest.raises(ProgressError, match="another streamvec version"):
         progress.decode(b'{"o": {"t": 3}}')
+
+
+def test_ingest_resumes_each_input_partition_at_its_first_offset_not_done() -> None:
+    seen = Progress()
+    seen.begin("events", 0)
+    for offset in (0, 1, 2, 4):  # 3 is a hole: it is read again
+        seen.record("events", offset, "indexed")
+    other = Progress()
+    other.begin("cdc", 7)
+    assert progress.resume_offsets({0: seen, 5: other, 6: Progress()}, ["events", "cdc"]) == {
+        ("events", 0): 3, ("cdc", 0): 0,     # an input the record has not seen starts at its beginning
+        ("events", 5): 0, ("cdc", 5): 7,
+        ("events", 6): 0, ("cdc", 6): 0,
+    }
+    assert progress.resume_offsets({}, ["events"]) == {}
+    assert progress.resume_offsets({1: seen}, []) == {("events", 1): 3}  # a topic the record tracks counts
