@@ -21,7 +21,7 @@ the local store cannot be written) acknowledges nothing: the batch is retried wi
 it goes through, and :class:`agents.status.IngestStatus` says what is wrong meanwhile. Retrying is
 safe: nothing local changes before step 4, and a partition that step 4 did reach has its progress
 record, so its events are skipped on the next try. So an event is acknowledged only once its
-outcome is durable (DESIGN.md "Semantics to hold"), and every event ends as exactly one outcome.
+outcome is durable (docs/architecture.md "Semantics to hold"), and every event ends as exactly one outcome.
 """
 
 from __future__ import annotations
@@ -594,7 +594,7 @@ def register_ingest(app: faust.App, topic: faust.TopicT, processor: IngestProces
     @app.agent(topic, name="ingest")
     async def ingest(stream: faust.StreamT) -> None:
         # noack_take: take_events would ack a batch in its generator's `finally`, even one that
-        # failed (notes/faust-internals.md §8).
+        # failed (docs/faust.md §8).
         async for batch in stream.noack_take(batch_size, within=batch_wait):
             await processor.process(batch)
             # A batch abandoned to a rebalance or a stop (process() returned False) is acknowledged

@@ -6,7 +6,7 @@ each a lane job that takes the database handle when it runs and drops it when it
 queued build holds no handle, and a build of a partition that moves stops at its next chunk
 (Faust can then reopen the partition's database without hitting its lock: a handle held by
 queued work once made a revoke-and-return hit Faust's 30 × 1 s "is locked" retry and then stop,
-notes/faust-internals.md §8). Writes that arrive during a build wait in the copy and are applied
+docs/faust.md §8). Writes that arrive during a build wait in the copy and are applied
 when it ends, in order. An index update that fails rebuilds the copy from the local store.
 """
 

@@ -3,7 +3,7 @@
 The worker's :class:`~index.ann.hnsw.VectorIndex` holds every partition the worker has, active or
 standby: a standby's copy is kept warm by the changelog, so a query can be answered where it
 arrives and a standby is promoted without a rebuild. Data reaches a partition through three doors
-(notes/faust-internals.md §2.5), and each reaches the index too:
+(docs/faust.md §2.5), and each reaches the index too:
 
 * :meth:`IndexedStore.commit`: the ingest agent's batches, written here only after the changelog
   acknowledged them. Records, the partition's progress record and the changelog offset go into

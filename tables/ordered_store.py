@@ -37,7 +37,7 @@ S = TypeVar("S", bound=Store)
 
 def store_for(table: faust.Table, store_class: type[S], **extra: Any) -> S:
     """A ``store_class`` for ``table``, built as Faust builds its RocksDB store. Per-table store
-    URLs are broken in Faust 0.15 (notes/faust-internals.md §2.1), so tables pick the class here."""
+    URLs are broken in Faust 0.15 (docs/faust.md §2.1), so tables pick the class here."""
     return store_class(URL("rocksdb://"), table.app, table, table_name=table.name,
                        key_type=table.key_type, key_serializer=table.key_serializer,
                        value_type=table.value_type, value_serializer=table.value_serializer,

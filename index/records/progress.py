@@ -1,6 +1,6 @@
 """What a partition's ingest has done so far, kept in the table itself so that it survives crashes.
 
-Every consumed event ends as exactly one outcome (DESIGN.md "Semantics to hold"). Counters in
+Every consumed event ends as exactly one outcome (docs/architecture.md "Semantics to hold"). Counters in
 a worker's memory die with it, and a redelivered event would be counted again by whoever
 reads it next, so the counts could never reconcile after a ``kill -9``. Instead each
 partition of the vectors table holds one progress record under :data:`KEY`: which source

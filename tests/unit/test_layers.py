@@ -72,5 +72,5 @@ def test_http_is_the_top_of_app() -> None:
                                     "tables/index_feed.py"])
 def test_the_rules_under_the_faust_stores_import_no_faust(module: str) -> None:
     """The stores' pure parts (changelog order, copy states, lanes, the index feed) are unit-tested
-    without Faust or a broker; the Faust subclasses only hook them in (DESIGN.md, layer 2)."""
+    without Faust or a broker; the Faust subclasses only hook them in (docs/architecture.md "Layers")."""
     assert not _imports(REPO / module) & {"faust", "mode", "aiokafka", "rocksdict"}
