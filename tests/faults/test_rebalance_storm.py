@@ -24,8 +24,8 @@ import time
 
 import pytest
 
-from tests.cluster import wait_for
 from tests.faults import harness
+from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.faults
 

@@ -25,8 +25,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.http.auth import API_KEY_HEADER
 from app.search.secret import SECRET_HEADER
 from app.topics import bootstrap
-from tests.cluster import REPO, Worker, stop_all, wait_for, wait_for_documents
-from tests.conftest import sample_texts, send_events
+from tests.support.group import Group
+from tests.support.kafka import sample_texts, send_events
+from tests.support.workers import REPO, Worker, wait_for, wait_for_documents
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +49,13 @@ def call(worker: Worker, method: str, path: str, headers: dict[str, str] | None 
 
 
 @pytest.fixture(scope="module")
-def workers(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Worker]]:
+def workers(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Worker]]:
     root = tmp_path_factory.mktemp("http")
     stamp = int(time.time())
-    common = {"STREAMVEC_BROKER": kafka_broker, "STREAMVEC_MODEL_CACHE": str(root / "models")}
-    started = {
-        "guarded": Worker("guarded", {**common, "STREAMVEC_APP_ID": f"guarded{stamp}", "STREAMVEC_API_KEY": API_KEY,
-                                      "STREAMVEC_CLUSTER_SECRET": SECRET}, root / "guarded"),
-        "open": Worker("open", {**common, "STREAMVEC_APP_ID": f"open{stamp}"}, root / "open"),
-    }
+    groups = [Group(kafka_broker, f"guarded{stamp}", root, model_cache,
+                    env={"STREAMVEC_API_KEY": API_KEY, "STREAMVEC_CLUSTER_SECRET": SECRET}, quick_rebalance=False),
+              Group(kafka_broker, f"open{stamp}", root, model_cache, quick_rebalance=False)]
+    started = {"guarded": groups[0].worker("guarded"), "open": groups[1].worker("open")}
     try:
         for worker in started.values():
             worker.start()
@@ -70,7 +69,8 @@ def workers(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
                  timeout=120)
         yield started
     finally:
-        stop_all(started.values())
+        for group in groups:
+            group.stop_all()
 
 
 def test_schemathesis_finds_no_server_error_and_no_response_that_breaks_the_schema(workers: dict[str, Worker]) -> None:
