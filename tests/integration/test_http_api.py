@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -34,6 +35,8 @@ pytestmark = pytest.mark.integration
 API_KEY = "test-api-key-5b1e0c"
 SECRET = "test-cluster-secret-9d7a44"
 DOCS = 50
+EXAMPLES = os.environ.get("SCHEMATHESIS_EXAMPLES", "100")
+"""Examples per operation (schemathesis' --max-examples); ``make soak`` runs 100."""
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance,negative_data_rejection")
 
@@ -80,7 +83,7 @@ def test_schemathesis_finds_no_server_error_and_no_response_that_breaks_the_sche
     run = subprocess.run(
         [str(Path(sys.executable).with_name("st")), "--config-file", str(REPO / "tests" / "schemathesis.toml"),
          "run", f"{guarded.url}/openapi.json", "-H", f"{API_KEY_HEADER}: {API_KEY}", "--checks", CHECKS,
-         "--max-examples", "100", "--workers", "1"],
+         "--max-examples", EXAMPLES, "--workers", "1"],
         capture_output=True, text=True, timeout=400)
     lines = run.stdout.splitlines()
     summary = [line.strip() for line in lines if re.search(r"^\s*\d+ generated|=+ .* in [\d.]+s =+", line)]
