@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from tests.support.fixtures import GroupFactory
 from tests.support.group import DIM, Group, Recovery
 from tests.support.kafka import committed_offsets
 from tests.support.ledger import (PARTITIONS, Feed, Ledger, Record, Verdict, assert_sound, send_now, topic_size,
@@ -90,5 +91,3 @@ def table() -> Iterator[str]:
         yield (f"{row.fault:<34} {row.runs:>4} {row.produced:>8,} {row.lost:>4} {row.stale:>5} {row.resurrected:>7} "
                f"{row.duplicates:>7} {row.to_complete:>12.1f} {row.to_ready:>9.1f} {row.fresh_ready:>13.1f}")
 
-
-GroupFactory = Callable[..., Group]

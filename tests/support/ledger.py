@@ -174,8 +174,8 @@ class Feed:
     async def _send(self, batch: Sequence[Record]) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap(self.broker), acks="all", linger_ms=5,
                                     request_timeout_ms=10_000, max_request_size=4 << 20)
-        await asyncio.wait_for(producer.start(), 15)
-        try:
+        try:  # a start that fails (the broker is down on purpose) still closes the producer
+            await asyncio.wait_for(producer.start(), 15)
             pending = [await producer.send(self.topic, key=key, value=value) for key, value in batch]
             await asyncio.wait_for(asyncio.gather(*pending), 20)
         finally:
