@@ -48,7 +48,7 @@ test: install test-tools
 test-faults: install
 	$(BIN)/python -m pytest -m faults tests/faults --durations=25
 
-# Both suites at full size (about 35 min on 2 cores): the sizes CI ran until 2026-12-07, which the
+# Both suites at full size (about 27 min on 2 cores): the sizes CI ran until 2026-12-07, which the
 # tests shrank to what proves each property. Each knob's comment sits beside its test:
 # STORM_CYCLES (tests/faults/test_rebalance_storm.py; STORM_HELD=100000 is the issue's size),
 # KILL9_ROUNDS (tests/faults/test_kill9.py), SCHEMATHESIS_EXAMPLES (tests/integration/test_http_api.py).
