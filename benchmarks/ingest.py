@@ -32,8 +32,8 @@ from app.settings import Settings
 from benchmarks.feed import paced_feed, text_events
 from benchmarks.histograms import quantile, scrape
 from index.model.models import load_embedder
-from tests.cluster import Worker, wait_for, wait_for_documents
-from tests.conftest import sample_texts, send_events, send_records
+from tests.support.kafka import sample_texts, send_events, send_records
+from tests.support.workers import Worker, wait_for, wait_for_documents
 
 PATTERNS = 100
 PATTERN_EVERY = 20  # the patterns are every 20th text of the events

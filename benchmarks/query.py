@@ -8,7 +8,7 @@ and queried one after another, never two at once:
    documents by COPY, then CREATE INDEX ... USING hnsw (m = 16, ef_construction = 200);
 2. streamvec, ONE worker holding every partition (the counterpart of one database server);
 3. streamvec, TWO workers with a standby replica each (the scale-out and failover one):
-   real workers (tests/cluster.py) on a real Kafka (app/brokers/kafka.py), the documents as
+   real workers (tests/support/workers.py) on a real Kafka (app/brokers/kafka.py), the documents as
    bring-your-own-vector events.
 
 For each: time to queryable (first row / first produce until every document is searchable;
@@ -57,7 +57,7 @@ from benchmarks.feed import bulk_load, vector_events
 from benchmarks.loadstats import run_clients
 from benchmarks.partition_cost import partition_cost
 from benchmarks.recall import exact_neighbours, recall_at_k
-from tests.cluster import Worker, copies_agree, wait_for
+from tests.support.workers import Worker, copies_agree, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 PG_PYTHON = REPO / ".cache" / "bench-pg-venv" / "bin" / "python"

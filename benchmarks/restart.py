@@ -30,7 +30,7 @@ from app.brokers.kafka import start_kafka
 from app.settings import Settings
 from benchmarks.corpus import DEFAULT_CACHE, load_corpus
 from benchmarks.feed import bulk_load, vector_events
-from tests.cluster import Worker, wait_for
+from tests.support.workers import Worker, wait_for
 
 SNAPSHOT = "vectors-index.ann.snapshot"
 

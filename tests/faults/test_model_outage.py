@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import wait_for
-from tests.conftest import sample_texts
 from tests.faults import harness
+from tests.support.kafka import sample_texts
+from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.faults
 

@@ -14,8 +14,8 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import read_topic, sample_texts
 from tests.faults import harness
+from tests.support.kafka import read_topic, sample_texts
 
 pytestmark = pytest.mark.faults
 

@@ -1,5 +1,5 @@
-"""A rebalance storm: with 20,000 documents held, a third worker joins and leaves ten times during
-ingest, with standby replicas on and off.
+"""A rebalance storm: with 20,000 documents held, a third worker joins and leaves again and again
+(STORM_CYCLES, below) during ingest, with standby replicas on and off.
 
 The issue asks for 100,000 held. On this 2-core machine that run did not fit beside the rest of
 .ci/run: its load alone took 176 s, and (before moved partitions were kept and taken back) after
@@ -24,19 +24,25 @@ import time
 
 import pytest
 
-from tests.cluster import wait_for
 from tests.faults import harness
+from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.faults
 
-HELD = int(os.environ.get("STORM_HELD", "20000"))  # the issue's 100,000: STORM_HELD=100000 (not STREAMVEC_: workers refuse unknown settings)
-CYCLES = 10
+# Sizes (not STREAMVEC_ names: workers refuse unknown settings). CI holds 20,000 and runs 4 cycles
+# per case: the first join builds the third worker's copies from the changelog, later joins catch
+# up from its own RocksDB, and each leave hands its partitions back to the two, which take back
+# what they kept; 4 cycles run the first join once and the others three times, with standbys off
+# and on, while the feed writes throughout. `make soak` runs 10 cycles (the size until 2026-12-07);
+# the issue's 100,000 held: STORM_HELD=100000.
+HELD = int(os.environ.get("STORM_HELD", "20000"))
+CYCLES = int(os.environ.get("STORM_CYCLES", "4"))
 
 
 @pytest.mark.timeout(1500)
 @pytest.mark.parametrize("standbys", ["0", "1"])
-def test_a_third_worker_joining_and_leaving_ten_times_loses_nothing(group_factory: harness.GroupFactory,
-                                                                     standbys: str) -> None:
+def test_a_third_worker_joining_and_leaving_again_and_again_loses_nothing(
+        group_factory: harness.GroupFactory, standbys: str) -> None:
     group = group_factory("storm", STREAMVEC_STANDBY_REPLICAS=standbys)
     ledger = harness.Ledger(seed=500)
     ids = [f"doc-{n}" for n in range(HELD)]

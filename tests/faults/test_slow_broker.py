@@ -11,9 +11,9 @@ import pytest
 
 from app.brokers.kafka import start_kafka
 from app.brokers.process import free_port
-from tests.cluster import wait_for
 from tests.faults import harness
 from tests.faults.proxy import HOST, SlowProxy
+from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.faults
 

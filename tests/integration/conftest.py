@@ -1,102 +1,59 @@
-"""A live group for the tests of what users meet (the page, the client, Prometheus): two
-workers with an API key, a watchlist of one pattern, a few hundred real texts (one of which
-the pattern alerts on) and two refused events, started once per session and shared by those
-modules (they only read it, or write documents of their own)."""
+"""The live group for the tests of what users meet (the page, the client, Prometheus), started
+once per session and shared by those modules (tests/support/users.py says what it holds)."""
 
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.http.auth import API_KEY_HEADER
-from tests.cluster import REPO, Worker, stop_all, wait_for
-from tests.conftest import send_events, send_records
-
-PARTITIONS = 4
-WATCHED = "wn30-n-02129165"  # the lion: its own text is the watchlist's one pattern
-PATTERN = {"id": "big-cats", "metadata": {"threshold": 0.95, "labels": ["cats"]}}
-
-
-@dataclass
-class Group:
-    broker: str
-    app_id: str
-    api_key: str
-    workers: list[Worker]
-    documents: list[dict[str, Any]]
-    refused: dict[str, int]  # reason → dead letters sent on purpose
-    alerts: dict[str, str]  # document id → the pattern it must raise a watchlist alert for
-
-    @property
-    def urls(self) -> list[str]:
-        return [worker.url for worker in self.workers]
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {API_KEY_HEADER: self.api_key}
-
-
-def user_documents() -> list[dict[str, Any]]:
-    """Every animal and food gloss of the demo data and every 40th of the rest (~660 texts)."""
-    with (REPO / "data" / "sample.jsonl").open() as handle:
-        rows = [json.loads(line) for line in handle]
-    return [row for number, row in enumerate(rows)
-            if row["metadata"].get("category") in ("animal", "food") or number % 40 == 0]
+from tests.support.group import Group, new_app_id
+from tests.support.kafka import send_events, send_records
+from tests.support.users import API_KEY, CLUSTER_SECRET, PARTITIONS, PATTERN, WATCHED, Users, user_documents
+from tests.support.workers import Worker, wait_for
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One converted model for every worker these tests start."""
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="session")
-def user_group(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
-    root = tmp_path_factory.mktemp("users")
-    app_id = f"users{int(time.time())}"
-    env = {"STREAMVEC_BROKER": kafka_broker, "STREAMVEC_APP_ID": app_id, "STREAMVEC_PARTITIONS": str(PARTITIONS),
-           "STREAMVEC_MODEL_CACHE": str(model_cache), "STREAMVEC_API_KEY": "page-and-client-key-81f2",
-           "STREAMVEC_CLUSTER_SECRET": "users-cluster-secret-5d0e", "STREAMVEC_SESSION_TIMEOUT": "6"}
-    workers = [Worker(name, env, root / name) for name in ("u1", "u2")]
+def user_group(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Users]:
+    group = Group(kafka_broker, new_app_id("users"), tmp_path_factory.mktemp("users"), model_cache, PARTITIONS,
+                  {"STREAMVEC_API_KEY": API_KEY, "STREAMVEC_CLUSTER_SECRET": CLUSTER_SECRET,
+                   "STREAMVEC_SESSION_TIMEOUT": "6"}, quick_rebalance=False)
     documents = user_documents()
-    group = Group(kafka_broker, app_id, env["STREAMVEC_API_KEY"], workers, documents,
-                  {"bad_json": 1, "unknown_field": 1}, {WATCHED: PATTERN["id"]})
+    users = Users(group, API_KEY, documents, {"bad_json": 1, "unknown_field": 1}, {WATCHED: PATTERN["id"]})
     pattern = {**PATTERN, "text": next(doc["text"] for doc in documents if doc["id"] == WATCHED)}
+    first, second = group.worker("u1"), group.worker("u2")
     try:
-        workers[0].start()
-        # The first converts the model into the shared cache; /ready needs the key here.
-        wait_for("the first user worker to answer", lambda: _stats(workers[0], group.auth), timeout=120)
-        workers[1].start()
+        first.start()
+        # /ready needs the key here.
+        wait_for("the first user worker to answer", lambda: _stats(first, users.auth), timeout=120)
+        second.start()
         # A watchlist change applies to events from then on: both workers hold the pattern first.
-        send_records(kafka_broker, f"{app_id}-watchlist", [(pattern["id"].encode(), json.dumps(pattern).encode())])
-        wait_for("both user workers to hold the watchlist pattern", lambda: _watching(group), timeout=120)
-        send_events(kafka_broker, app_id, documents, PARTITIONS)
-        send_records(kafka_broker, f"{app_id}-events", [
+        send_records(kafka_broker, group.topic_of("watchlist"), [(pattern["id"].encode(), json.dumps(pattern).encode())])
+        wait_for("both user workers to hold the watchlist pattern", lambda: _watching(users), timeout=120)
+        send_events(kafka_broker, group.app_id, documents, PARTITIONS)
+        send_records(kafka_broker, group.topic, [
             (b"broken", b"{not json"), (b"typo", json.dumps({"id": "typo", "txt": "a typo in a field"}).encode())])
-        wait_for("the user group to index every document on both workers", lambda: _settled(group), timeout=180)
-        yield group
+        wait_for("the user group to index every document on both workers", lambda: _settled(users), timeout=180)
+        yield users
     finally:
-        stop_all(workers)
+        group.stop_all()
 
 
-def _watching(group: Group) -> bool:
-    stats = _stats(group.workers[1], group.auth)
+def _watching(users: Users) -> bool:
+    stats = _stats(users.workers[1], users.auth)
     return stats is not None and len(stats["workers"]) == 2 and stats["watchlist"] == {"patterns": 1, "loaded": True}
 
 
-def _settled(group: Group) -> bool:
-    stats = [_stats(worker, group.auth) for worker in group.workers]
-    return all(s is not None and s["documents"] == len(group.documents) and not s["partial"]
-               and s["outcomes"].get("dead_lettered") == sum(group.refused.values())
-               and s["alerts"]["by_kind"].get("watchlist") == len(group.alerts)
+def _settled(users: Users) -> bool:
+    stats = [_stats(worker, users.auth) for worker in users.workers]
+    return all(s is not None and s["documents"] == len(users.documents) and not s["partial"]
+               and s["outcomes"].get("dead_lettered") == sum(users.refused.values())
+               and s["alerts"]["by_kind"].get("watchlist") == len(users.alerts)
                and all("error" not in w for w in s["workers"].values()) and len(s["workers"]) == 2
                for s in stats)
 

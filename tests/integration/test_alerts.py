@@ -17,14 +17,16 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agents.deadletters import DeadLetter
-from tests.cluster import Worker, http, wait_for, wait_for_documents
-from tests.conftest import read_topic
-from tests.usecases import Group, gloss, glosses, histogram_quantiles, partition_of, percentiles
+from tests.support.group import Group, new_app_id
+from tests.support.kafka import read_topic
+from tests.support.usecases import gloss, glosses, histogram_quantiles, partition_of, percentiles
+from tests.support.workers import Worker, http, wait_for, wait_for_documents
 
 pytestmark = pytest.mark.integration
 
@@ -56,10 +58,10 @@ NOVEL_TEXT = "SELECT id, amount FROM payments WHERE status = 'failed' ORDER BY c
 
 
 @pytest.fixture(scope="module")
-def group(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
-    group = Group(kafka_broker, f"alerts{int(time.time())}", tmp_path_factory.mktemp("alerts"), PARTITIONS,
-                  alert_threshold=str(THRESHOLD), novelty_threshold=str(NOVELTY_THRESHOLD),
-                  health_window=str(WINDOW), drift_threshold=str(DRIFT_THRESHOLD))
+def group(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
+    group = Group(kafka_broker, new_app_id("alerts"), tmp_path_factory.mktemp("alerts"), model_cache, PARTITIONS,
+                  {"STREAMVEC_ALERT_THRESHOLD": str(THRESHOLD), "STREAMVEC_NOVELTY_THRESHOLD": str(NOVELTY_THRESHOLD),
+                   "STREAMVEC_HEALTH_WINDOW": str(WINDOW), "STREAMVEC_DRIFT_THRESHOLD": str(DRIFT_THRESHOLD)})
     try:
         for name in ("a", "b"):
             group.start(name)
@@ -67,7 +69,7 @@ def group(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             worker.wait_ready(timeout=120)
         yield group
     finally:
-        group.stop()
+        group.stop_all()
 
 
 def background() -> list[dict[str, Any]]:
@@ -105,7 +107,7 @@ def test_every_worker_holds_the_whole_watchlist_and_bad_patterns_are_dead_letter
         assert [m["pattern"] for m in answer["matches"]] == ["tornado"] and answer["matches"][0]["labels"] == ["hazard"]
         assert answer["matches"][0]["threshold"] == pytest.approx(THRESHOLD)  # the default: none in its metadata
     letters = wait_for("the bad pattern's dead letter", lambda: [
-        DeadLetter.from_record(r.key, r.value, r.headers) for r in read_topic(group.broker, group.topic("dead-letters"))],
+        DeadLetter.from_record(r.key, r.value, r.headers) for r in read_topic(group.broker, group.topic_of("dead-letters"))],
         timeout=30)  # sent with the patterns, but its ack may come after theirs
     assert [(letter.key, letter.reason) for letter in letters] == [(b"bad", "bad_labels")]
 

@@ -17,6 +17,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.brokers import BrokerError, BrokerHandle, start_kafka, start_tansu
 
+pytestmark = pytest.mark.integration
+
 Starter = Callable[[], BrokerHandle]
 STARTERS: dict[str, Starter] = {"kafka": start_kafka, "tansu": start_tansu}
 

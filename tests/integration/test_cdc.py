@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from app.topics import ensure_topic
-from tests.cluster import Worker, stop_all, wait_for, wait_for_documents
-from tests.conftest import sample_texts, send_records
 from tests.debezium_records import Table, articles_table
+from tests.support.group import Group
+from tests.support.kafka import sample_texts, send_records
+from tests.support.workers import Worker, wait_for, wait_for_documents
 
 pytestmark = pytest.mark.integration
 
@@ -55,11 +56,9 @@ class Cdc:
         self.table: Table = articles_table()
         suffix = f"{'schemas' if schemas else 'plain'}{int(time.time() * 1000)}"
         self.topic = f"{self.table.topic}.{suffix}"
-        self.env = {"STREAMVEC_BROKER": broker, "STREAMVEC_APP_ID": f"cdc-{suffix}",
-                    "STREAMVEC_PARTITIONS": str(PARTITIONS), "STREAMVEC_MODEL_CACHE": str(models),
-                    "STREAMVEC_CDC_TOPIC": self.topic, "STREAMVEC_CDC_TEXT_COLUMNS": "title,body",
-                    "STREAMVEC_CDC_METADATA_COLUMNS": "category,year"}
-        self.root = root
+        self.group = Group(broker, f"cdc-{suffix}", root, models, PARTITIONS, {
+            "STREAMVEC_CDC_TOPIC": self.topic, "STREAMVEC_CDC_TEXT_COLUMNS": "title,body",
+            "STREAMVEC_CDC_METADATA_COLUMNS": "category,year"}, quick_rebalance=False)
         self.rows: dict[str, dict[str, Any]] = {}
         self.worker: Worker | None = None
 
@@ -67,7 +66,7 @@ class Cdc:
         send(self.broker, self.topic, records)
 
     def start_worker(self) -> Worker:
-        self.worker = Worker(f"cdc-{'schemas' if self.schemas else 'plain'}", self.env, self.root / "worker").start()
+        self.worker = self.group.start(f"cdc-{'schemas' if self.schemas else 'plain'}", datadir=self.group.root / "worker")
         return self.worker
 
     def top1(self, text: str) -> str | None:
@@ -76,21 +75,15 @@ class Cdc:
         return results[0]["id"] if results else None
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One converted model for every worker of this module."""
-    return tmp_path_factory.mktemp("cdc-models")
-
-
 @pytest.fixture(scope="module", params=[True, False], ids=["schemas", "no-schemas"])
 def cdc(request: pytest.FixtureRequest, kafka_broker: str, tmp_path_factory: pytest.TempPathFactory,
-        models: Path) -> Iterator[Cdc]:
-    cdc = Cdc(kafka_broker, request.param, tmp_path_factory.mktemp("cdc"), models)
+        model_cache: Path) -> Iterator[Cdc]:
+    cdc = Cdc(kafka_broker, request.param, tmp_path_factory.mktemp("cdc"), model_cache)
     asyncio.run(ensure_topic(kafka_broker, cdc.topic, PARTITIONS))
     try:
         yield cdc
     finally:
-        stop_all([cdc.worker] if cdc.worker else [])
+        cdc.group.stop_all()
 
 
 def test_snapshot_reads_and_inserts_become_searchable_with_their_columns(cdc: Cdc) -> None:
@@ -152,14 +145,13 @@ def test_a_truncate_is_dead_lettered_and_changes_nothing(cdc: Cdc) -> None:
     (None, "does not exist on"),
 ], ids=["3-partitions", "missing"])
 def test_a_cdc_topic_that_is_not_co_partitioned_stops_the_worker_with_the_fix(
-        kafka_broker: str, tmp_path: Path, models: Path, partitions: int | None, complaint: str) -> None:
+        kafka_broker: str, tmp_path: Path, model_cache: Path, partitions: int | None, complaint: str) -> None:
     topic = f"dbserver1.public.other{int(time.time() * 1000)}"
     if partitions is not None:
         asyncio.run(ensure_topic(kafka_broker, topic, partitions))
-    env = {"STREAMVEC_BROKER": kafka_broker, "STREAMVEC_APP_ID": f"mismatch{int(time.time() * 1000)}",
-           "STREAMVEC_PARTITIONS": str(PARTITIONS), "STREAMVEC_MODEL_CACHE": str(models),
-           "STREAMVEC_CDC_TOPIC": topic, "STREAMVEC_CDC_TEXT_COLUMNS": "title"}
-    worker = Worker("cdc-mismatch", env, tmp_path / "worker").start()
+    group = Group(kafka_broker, f"mismatch{int(time.time() * 1000)}", tmp_path, model_cache, PARTITIONS,
+                  {"STREAMVEC_CDC_TOPIC": topic, "STREAMVEC_CDC_TEXT_COLUMNS": "title"}, quick_rebalance=False)
+    worker = group.start("cdc-mismatch", datadir=tmp_path / "worker")
     try:
         assert worker.process is not None
         assert worker.process.wait(timeout=120) != 0

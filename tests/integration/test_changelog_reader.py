@@ -14,7 +14,9 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from app.topics import bootstrap, ensure_topic
 from tables.changelog_reader import ChangelogReader, ChangelogUnreadable
-from tests.conftest import send_records
+from tests.support.kafka import send_records
+
+pytestmark = pytest.mark.integration
 
 
 def test_a_range_of_a_partition_comes_back_whole_and_in_order(kafka_broker: str) -> None:

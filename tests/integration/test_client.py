@@ -17,8 +17,8 @@ import pytest
 
 from app.brokers.process import free_port
 from streamvec import AsyncClient, AuthenticationError, Client, Query, WriteError
-from tests.cluster import REPO
-from tests.integration.conftest import PARTITIONS, Group
+from tests.support.users import PARTITIONS, Users
+from tests.support.workers import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +26,13 @@ LION = "big wild cat with a mane"
 
 
 @pytest.fixture(scope="module")
-def client(user_group: Group) -> Iterator[Client]:
+def client(user_group: Users) -> Iterator[Client]:
     with Client(user_group.urls, api_key=user_group.api_key, broker=user_group.broker,
                 app_id=user_group.app_id) as made:
         yield made
 
 
-def test_search_through_either_worker_returns_typed_hits(user_group: Group, client: Client) -> None:
+def test_search_through_either_worker_returns_typed_hits(user_group: Users, client: Client) -> None:
     per_worker = [Client(url, api_key=user_group.api_key) for url in user_group.urls]
     try:
         results = [c.search(LION, k=3, filter={"category": "animal"}) for c in per_worker]
@@ -58,7 +58,7 @@ def test_a_batch_answers_like_single_searches(client: Client) -> None:
     assert "wn30-n-02129165" not in [h.id for h in batch.results[2]]  # "more like this" leaves itself out
 
 
-def test_get_and_stats(user_group: Group, client: Client) -> None:
+def test_get_and_stats(user_group: Users, client: Client) -> None:
     lion = client.get("wn30-n-02129165")
     assert lion is not None and lion.metadata == {"pos": "noun", "category": "animal", "word": "lion"}
     assert client.get("no-such-document") is None
@@ -109,7 +109,7 @@ def test_a_search_after_offsets_no_worker_has_reports_them_behind(client: Client
     assert all(hit.id for hit in result.hits)  # the other partitions still answered
 
 
-def test_streamvec_produce_prints_the_offsets_a_search_can_wait_for(user_group: Group, tmp_path: Path) -> None:
+def test_streamvec_produce_prints_the_offsets_a_search_can_wait_for(user_group: Users, tmp_path: Path) -> None:
     doc_id = f"cli-ryw-{time.time_ns()}"
     events = tmp_path / "events.jsonl"
     events.write_text(json.dumps({"id": doc_id, "text": "a teapot made of blue glass", "metadata": {"kind": "cli-ryw"}})
@@ -130,7 +130,7 @@ def test_streamvec_produce_prints_the_offsets_a_search_can_wait_for(user_group: 
             client.delete([doc_id], wait=True)
 
 
-def test_the_async_client_writes_and_reads(user_group: Group) -> None:
+def test_the_async_client_writes_and_reads(user_group: Users) -> None:
     doc_ids = [f"async-{n}-{time.time_ns()}" for n in range(3)]
 
     async def run() -> list[str]:
@@ -147,25 +147,25 @@ def test_the_async_client_writes_and_reads(user_group: Group) -> None:
     assert sorted(asyncio.run(run())) == sorted(doc_ids)
 
 
-def test_a_wrong_or_missing_key_is_an_authentication_error(user_group: Group) -> None:
+def test_a_wrong_or_missing_key_is_an_authentication_error(user_group: Users) -> None:
     for key in (None, "wrong"):
         with Client(user_group.urls[0], api_key=key) as client, pytest.raises(AuthenticationError, match="api_key="):
             client.search("x")
 
 
-def test_an_unreachable_worker_is_skipped(user_group: Group) -> None:
+def test_an_unreachable_worker_is_skipped(user_group: Users) -> None:
     with Client([f"http://127.0.0.1:{free_port()}", user_group.urls[1]], api_key=user_group.api_key,
                 backoff=0.01) as client:
         assert [len(client.search(LION, k=2)) for _ in range(3)] == [2, 2, 2]
 
 
-def test_writing_to_an_app_id_without_workers_says_so(user_group: Group) -> None:
+def test_writing_to_an_app_id_without_workers_says_so(user_group: Users) -> None:
     with Client(user_group.urls[0], broker=user_group.broker, app_id="nobody-runs-this") as client, \
             pytest.raises(WriteError, match="nobody-runs-this-events does not exist"):
         client.upsert([{"id": "a", "text": "b"}])
 
 
-def test_the_cli_prints_a_table_by_default_and_json_on_request(user_group: Group) -> None:
+def test_the_cli_prints_a_table_by_default_and_json_on_request(user_group: Users) -> None:
     env = {**os.environ, "STREAMVEC_API_KEY": user_group.api_key}
     command = [sys.executable, "-m", "app.cli", "search", LION, "-k", "3", "--filter", '{"category": "animal"}',
                "--url", user_group.urls[0]]

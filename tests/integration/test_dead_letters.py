@@ -26,8 +26,9 @@ from aiokafka.structs import ConsumerRecord
 
 from app.topics import bootstrap
 from app.settings import Settings
-from tests.cluster import REPO, Worker, wait_for
-from tests.conftest import read_topic, sample_texts, send_records
+from tests.support.group import Group
+from tests.support.kafka import read_topic, sample_texts, send_records
+from tests.support.workers import REPO, Worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -95,17 +96,15 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def run(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def run(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     root: Path = tmp_path_factory.mktemp("dead-letters")
-    app_id = f"dlq{int(time.time() * 1000)}"
-    env = {"STREAMVEC_BROKER": kafka_broker, "STREAMVEC_APP_ID": app_id, "STREAMVEC_PARTITIONS": str(PARTITIONS),
-           "STREAMVEC_MODEL_CACHE": str(root / "models")}
-    worker = Worker("dlq", env, root / "worker").start()
+    group = Group(kafka_broker, f"dlq{int(time.time() * 1000)}", root, model_cache, PARTITIONS, quick_rebalance=False)
+    worker = group.start("dlq", datadir=root / "worker")
     try:
         worker.wait_ready(timeout=300)
-        yield Run(kafka_broker, app_id, worker, env)
+        yield Run(kafka_broker, group.app_id, worker, group.worker_env)
     finally:
-        worker.stop()
+        group.stop_all()
 
 
 def test_the_dead_letter_topic_exists_once_a_worker_has_started(run: Run) -> None:

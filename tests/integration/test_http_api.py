@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -25,14 +26,17 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.http.auth import API_KEY_HEADER
 from app.search.secret import SECRET_HEADER
 from app.topics import bootstrap
-from tests.cluster import REPO, Worker, stop_all, wait_for, wait_for_documents
-from tests.conftest import sample_texts, send_events
+from tests.support.group import Group
+from tests.support.kafka import sample_texts, send_events
+from tests.support.workers import REPO, Worker, wait_for, wait_for_documents
 
 pytestmark = pytest.mark.integration
 
 API_KEY = "test-api-key-5b1e0c"
 SECRET = "test-cluster-secret-9d7a44"
 DOCS = 50
+EXAMPLES = os.environ.get("SCHEMATHESIS_EXAMPLES", "100")
+"""Examples per operation (schemathesis' --max-examples); ``make soak`` runs 100."""
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance,negative_data_rejection")
 
@@ -48,15 +52,13 @@ def call(worker: Worker, method: str, path: str, headers: dict[str, str] | None 
 
 
 @pytest.fixture(scope="module")
-def workers(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Worker]]:
+def workers(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Worker]]:
     root = tmp_path_factory.mktemp("http")
     stamp = int(time.time())
-    common = {"STREAMVEC_BROKER": kafka_broker, "STREAMVEC_MODEL_CACHE": str(root / "models")}
-    started = {
-        "guarded": Worker("guarded", {**common, "STREAMVEC_APP_ID": f"guarded{stamp}", "STREAMVEC_API_KEY": API_KEY,
-                                      "STREAMVEC_CLUSTER_SECRET": SECRET}, root / "guarded"),
-        "open": Worker("open", {**common, "STREAMVEC_APP_ID": f"open{stamp}"}, root / "open"),
-    }
+    groups = [Group(kafka_broker, f"guarded{stamp}", root, model_cache,
+                    env={"STREAMVEC_API_KEY": API_KEY, "STREAMVEC_CLUSTER_SECRET": SECRET}, quick_rebalance=False),
+              Group(kafka_broker, f"open{stamp}", root, model_cache, quick_rebalance=False)]
+    started = {"guarded": groups[0].worker("guarded"), "open": groups[1].worker("open")}
     try:
         for worker in started.values():
             worker.start()
@@ -70,7 +72,8 @@ def workers(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
                  timeout=120)
         yield started
     finally:
-        stop_all(started.values())
+        for group in groups:
+            group.stop_all()
 
 
 def test_schemathesis_finds_no_server_error_and_no_response_that_breaks_the_schema(workers: dict[str, Worker]) -> None:
@@ -80,7 +83,7 @@ def test_schemathesis_finds_no_server_error_and_no_response_that_breaks_the_sche
     run = subprocess.run(
         [str(Path(sys.executable).with_name("st")), "--config-file", str(REPO / "tests" / "schemathesis.toml"),
          "run", f"{guarded.url}/openapi.json", "-H", f"{API_KEY_HEADER}: {API_KEY}", "--checks", CHECKS,
-         "--max-examples", "100", "--workers", "1"],
+         "--max-examples", EXAMPLES, "--workers", "1"],
         capture_output=True, text=True, timeout=400)
     lines = run.stdout.splitlines()
     summary = [line.strip() for line in lines if re.search(r"^\s*\d+ generated|=+ .* in [\d.]+s =+", line)]

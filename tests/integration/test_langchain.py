@@ -19,17 +19,18 @@ from langchain_tests.integration_tests.vectorstores import VectorStoreIntegratio
 from index.model.models import load_embedder
 from streamvec import Client
 from streamvec.langchain import StreamvecVectorStore
-from tests.cluster import Worker, wait_for
+from tests.support.group import Group
+from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def langchain_client(kafka_broker: str, model_cache: Path,
                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    app_id = f"langchain{int(time.time())}"
-    worker = Worker("lc", {"STREAMVEC_BROKER": kafka_broker, "STREAMVEC_APP_ID": app_id,
-                           "STREAMVEC_PARTITIONS": "2", "STREAMVEC_MODEL_CACHE": str(model_cache)},
-                    tmp_path_factory.mktemp("langchain") / "lc").start()
+    group = Group(kafka_broker, f"langchain{int(time.time())}", tmp_path_factory.mktemp("langchain"), model_cache, 2,
+                  quick_rebalance=False)
+    app_id = group.app_id
+    worker = group.start("lc")
     try:
         worker.wait_ready(timeout=120)
         with Client(worker.url, broker=kafka_broker, app_id=app_id) as client:

@@ -19,8 +19,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from streamvec import Client
-from tests.cluster import REPO
-from tests.integration.conftest import PARTITIONS, Group
+from tests.support.users import PARTITIONS, Users
+from tests.support.workers import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +94,7 @@ def result_ids(driver: WebDriver) -> list[str]:
         "return [...document.querySelectorAll('#results li .id')].map(e => e.textContent)")
 
 
-def test_the_page_asks_for_the_key_once_then_shows_the_groups_counters(browser: WebDriver, user_group: Group) -> None:
+def test_the_page_asks_for_the_key_once_then_shows_the_groups_counters(browser: WebDriver, user_group: Users) -> None:
     browser.get(user_group.urls[0] + "/")
     wait(browser, "the API key dialog", dialog_open)
     enter_key(browser, "not-the-key")
@@ -116,7 +116,7 @@ def test_the_page_asks_for_the_key_once_then_shows_the_groups_counters(browser: 
     assert not dialog_open(browser)
 
 
-def test_the_page_shows_the_latest_alerts(browser: WebDriver, user_group: Group) -> None:
+def test_the_page_shows_the_latest_alerts(browser: WebDriver, user_group: Users) -> None:
     browser.get(user_group.urls[0] + "/")
     if dialog_open(browser):
         enter_key(browser, user_group.api_key)
@@ -130,7 +130,7 @@ def test_the_page_shows_the_latest_alerts(browser: WebDriver, user_group: Group)
     shoot(browser, "alerts.png")
 
 
-def test_a_typed_query_shows_the_same_results_as_the_api(browser: WebDriver, user_group: Group) -> None:
+def test_a_typed_query_shows_the_same_results_as_the_api(browser: WebDriver, user_group: Users) -> None:
     run_search(browser, LION, k=5, filter_text='{"category": "animal"}')
     wait(browser, "5 results", lambda d: len(result_ids(d)) == 5)
     with Client(user_group.urls, api_key=user_group.api_key) as client:
@@ -166,7 +166,7 @@ def test_more_like_this_searches_by_document_id(browser: WebDriver) -> None:
     assert Select(browser.find_element(By.ID, "mode")).first_selected_option.get_attribute("value") == "id"
 
 
-def test_stored_markup_is_shown_as_text(browser: WebDriver, user_group: Group) -> None:
+def test_stored_markup_is_shown_as_text(browser: WebDriver, user_group: Users) -> None:
     doc_id = f"<b>markup-{time.time_ns()}</b>"
     with Client(user_group.urls, api_key=user_group.api_key, broker=user_group.broker,
                 app_id=user_group.app_id) as client:
@@ -181,7 +181,7 @@ def test_stored_markup_is_shown_as_text(browser: WebDriver, user_group: Group) -
             client.delete([doc_id], wait=True)
 
 
-def test_everything_the_page_loads_comes_from_the_worker(browser: WebDriver, user_group: Group) -> None:
+def test_everything_the_page_loads_comes_from_the_worker(browser: WebDriver, user_group: Users) -> None:
     loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert loaded and all(name.startswith(user_group.urls[0] + "/") for name in loaded), loaded
     with urllib.request.urlopen(user_group.urls[0] + "/", timeout=10) as response:  # no key needed for the page

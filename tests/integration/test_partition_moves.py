@@ -2,43 +2,37 @@
 keeps their documents hidden in its index meanwhile and takes them back, replaying only the
 changelog written while they were away (``STREAMVEC_KEEP_MOVED``); with 0 it builds them again.
 Standbys are off, so the joining worker really takes partitions away. Every id's last version is
-checked on the first worker afterwards (tests/faults/harness.py's ledger and checks)."""
+checked on the first worker afterwards (tests/support/ledger.py's ledger and checks)."""
 
 from __future__ import annotations
 
 import re
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.cluster import Worker, wait_for
-from tests.faults import harness
+from tests.support.fixtures import GroupFactory
+from tests.support.group import Group
+from tests.support.ledger import Ledger, assert_sound, send_now, verify
+from tests.support.workers import Worker, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def group(kafka_broker: str, model_cache: Path, tmp_path: Path) -> Iterator[harness.Group]:
-    app_id = f"moves{int(time.time() * 1000)}"
-    group = harness.Group(kafka_broker, app_id, tmp_path, model_cache, {"STREAMVEC_STANDBY_REPLICAS": "0"})
-    harness.create_events_topic(kafka_broker, app_id)
-    try:
-        yield group
-    finally:
-        group.stop_all()
+def group(group_factory: GroupFactory) -> Group:
+    return group_factory("moves", STREAMVEC_STANDBY_REPLICAS="0")
 
 
 @pytest.mark.parametrize("keep, expected", [("600", "came back after"), ("0", "built into the index from the local store")])
 def test_partitions_that_move_away_and_come_back_are_taken_back_or_built(
-        group: harness.Group, keep: str, expected: str) -> None:
-    ledger = harness.Ledger(seed=11)
+        group: Group, keep: str, expected: str) -> None:
+    ledger = Ledger(seed=11)
     ids = [f"doc-{n}" for n in range(2000)]
     first = group.start("a", STREAMVEC_KEEP_MOVED=keep)
     first.wait_ready(timeout=300)
-    harness.send_now(group.broker, group.topic, ledger.upserts(ids))
+    send_now(group.broker, group.topic, ledger.upserts(ids))
     group.wait_consumed(len(ids), timeout=180)
 
     second = group.start("b")
@@ -46,7 +40,7 @@ def test_partitions_that_move_away_and_come_back_are_taken_back_or_built(
              .get("partitions"), timeout=180, interval=0.3)
     # While they are away: updates, deletes and new documents the first worker's copies lack.
     away = ledger.vector_events(ids, 400, delete_share=0.3) + ledger.upserts([f"new-{n}" for n in range(100)])
-    harness.send_now(group.broker, group.topic, away)
+    send_now(group.broker, group.topic, away)
     produced = len(ids) + len(away)
     group.wait_consumed(produced, timeout=180)
     suspended = index_nodes(first)["suspended"]
@@ -57,7 +51,7 @@ def test_partitions_that_move_away_and_come_back_are_taken_back_or_built(
     group.recovered(since=time.monotonic())
     log = first.log_path.read_text(errors="replace")[size:]
     assert expected in log, log
-    harness.assert_sound(harness.verify(first, ledger, produced, sample=300), f"keep_moved={keep}, after the move back")
+    assert_sound(verify(first, ledger, produced, sample=300), f"keep_moved={keep}, after the move back")
 
 
 def index_nodes(worker: Worker) -> dict[str, float]:

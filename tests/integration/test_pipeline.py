@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Worker, stop_all, wait_for, wait_for_documents
-from tests.conftest import sample_texts, send_events
+from tests.support.group import Group, new_app_id
+from tests.support.kafka import sample_texts
+from tests.support.workers import Worker, wait_for, wait_for_documents
 
 pytestmark = pytest.mark.integration
 
@@ -23,30 +24,20 @@ PARTITIONS = 8
 
 
 class Cluster:
-    def __init__(self, broker: str, app_id: str, root: Path) -> None:
-        self.broker, self.app_id, self.root = broker, app_id, root
-        self.env = {"STREAMVEC_BROKER": broker, "STREAMVEC_APP_ID": app_id,
-                    "STREAMVEC_PARTITIONS": str(PARTITIONS), "STREAMVEC_MODEL_CACHE": str(root / "models"),
-                    "STREAMVEC_SESSION_TIMEOUT": "6", "STREAMVEC_REBALANCE_TIMEOUT": "10"}
-        self.workers: dict[str, Worker] = {}
+    """The module's group, and the documents the tests expect it to hold."""
+
+    def __init__(self, group: Group) -> None:
+        self.group = group
         self.docs = {d["id"]: d for d in sample_texts(DOCS)}
-
-    def start(self, name: str) -> Worker:
-        worker = Worker(name, self.env, self.root / name).start()
-        self.workers[name] = worker
-        return worker
-
-    def send(self, events: list[dict], tombstones: tuple[str, ...] = ()) -> None:
-        send_events(self.broker, self.app_id, events, PARTITIONS, tombstones)
 
 
 @pytest.fixture(scope="module")
-def cluster(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(kafka_broker, f"pipe{int(time.time())}", tmp_path_factory.mktemp("cluster"))
+def cluster(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    group = Group(kafka_broker, new_app_id("pipe"), tmp_path_factory.mktemp("cluster"), model_cache, PARTITIONS)
     try:
-        yield cluster
+        yield Cluster(group)
     finally:
-        stop_all(cluster.workers.values())
+        group.stop_all()
 
 
 def top1(worker: Worker, text: str) -> str | None:
@@ -55,8 +46,8 @@ def top1(worker: Worker, text: str) -> str | None:
 
 
 def test_every_document_is_found_by_its_own_text_through_either_worker(cluster: Cluster) -> None:
-    a, b = cluster.start("a"), cluster.start("b")
-    cluster.send(list(cluster.docs.values()))
+    a, b = cluster.group.start("a"), cluster.group.start("b")
+    cluster.group.send(list(cluster.docs.values()))
     started = time.monotonic()
     wait_for_documents(a, DOCS, timeout=300)
     wait_for_documents(b, DOCS, timeout=60)
@@ -70,10 +61,10 @@ def test_every_document_is_found_by_its_own_text_through_either_worker(cluster: 
 
 
 def test_an_update_changes_the_answer(cluster: Cluster) -> None:
-    a, b = cluster.workers["a"], cluster.workers["b"]
+    a, b = cluster.group.workers["a"], cluster.group.workers["b"]
     doc = next(iter(cluster.docs.values()))
     new_text = "a submarine cable carrying internet traffic between continents"
-    cluster.send([{"id": doc["id"], "text": new_text, "metadata": {"edited": True}}])
+    cluster.group.send([{"id": doc["id"], "text": new_text, "metadata": {"edited": True}}])
     wait_for("the update to be searchable", lambda: top1(b, new_text) == doc["id"], timeout=30)
     assert top1(a, doc["text"]) != doc["id"]
     status, document = a.get(f"/documents/{doc['id']}")
@@ -82,9 +73,9 @@ def test_an_update_changes_the_answer(cluster: Cluster) -> None:
 
 
 def test_a_delete_removes_the_document(cluster: Cluster) -> None:
-    a, b = cluster.workers["a"], cluster.workers["b"]
+    a, b = cluster.group.workers["a"], cluster.group.workers["b"]
     by_tombstone, by_op = list(cluster.docs.values())[1:3]
-    cluster.send([{"id": by_op["id"], "op": "delete"}], tombstones=(by_tombstone["id"],))
+    cluster.group.send([{"id": by_op["id"], "op": "delete"}], tombstones=(by_tombstone["id"],))
     for doc in (by_tombstone, by_op):
         wait_for(f"{doc['id']} to disappear", lambda d=doc: a.get(f"/documents/{d['id']}")[0] == 404, timeout=30)
         assert doc["id"] not in {hit["id"] for hit in b.search(text=doc["text"], k=10)["results"]}
@@ -93,12 +84,12 @@ def test_a_delete_removes_the_document(cluster: Cluster) -> None:
 
 
 def test_a_stale_version_is_ignored(cluster: Cluster) -> None:
-    a = cluster.workers["a"]
+    a = cluster.group.workers["a"]
     doc = list(cluster.docs.values())[3]
     stale_before = a.stats()["outcomes"]["stale"]
-    cluster.send([{"id": doc["id"], "text": doc["text"], "metadata": {"v": 5}, "version": 5}])
+    cluster.group.send([{"id": doc["id"], "text": doc["text"], "metadata": {"v": 5}, "version": 5}])
     wait_for("version 5", lambda: a.get(f"/documents/{doc['id']}")[1].get("version") == 5, timeout=30)
-    cluster.send([{"id": doc["id"], "text": "completely different old text", "metadata": {"v": 3}, "version": 3}])
+    cluster.group.send([{"id": doc["id"], "text": "completely different old text", "metadata": {"v": 3}, "version": 3}])
     wait_for("the stale event to be counted", lambda: a.stats()["outcomes"]["stale"] == stale_before + 1, timeout=30)
     status, document = a.get(f"/documents/{doc['id']}")
     assert status == 200 and document["version"] == 5 and document["metadata"] == {"v": 5}
@@ -108,7 +99,7 @@ def test_a_stale_version_is_ignored(cluster: Cluster) -> None:
 def test_after_kill_9_the_survivor_answers_everything_within_a_second(cluster: Cluster) -> None:
     """Each worker keeps a warm standby of the other's partitions (one standby replica), so the
     survivor answers for every partition from its own index: no rebuild, no wait."""
-    a, b = cluster.workers["a"], cluster.workers["b"]
+    a, b = cluster.group.workers["a"], cluster.group.workers["b"]
     expected = len(cluster.docs)
     b.kill()
     killed = time.monotonic()
@@ -126,10 +117,10 @@ def test_after_kill_9_the_survivor_answers_everything_within_a_second(cluster: C
 
 
 def test_a_restarted_worker_replays_what_it_missed_and_deleted_documents_stay_deleted(cluster: Cluster) -> None:
-    a, b = cluster.workers["a"], cluster.workers["b"]
+    a, b = cluster.group.workers["a"], cluster.group.workers["b"]
     assert not b.alive()
     gone = list(cluster.docs.values())[10:13]
-    cluster.send([{"id": doc["id"], "op": "delete"} for doc in gone])  # while b is down
+    cluster.group.send([{"id": doc["id"], "op": "delete"} for doc in gone])  # while b is down
     for doc in gone:
         del cluster.docs[doc["id"]]
     wait_for_documents(a, len(cluster.docs), timeout=30)
@@ -148,12 +139,12 @@ def test_a_restarted_worker_replays_what_it_missed_and_deleted_documents_stay_de
 
 
 def test_a_new_worker_with_an_empty_data_dir_rebuilds_from_the_changelog(cluster: Cluster) -> None:
-    c = cluster.start("c")
+    c = cluster.group.start("c")
     c.wait_ready(timeout=120)
     expected = len(cluster.docs)
     wait_for("c to own partitions", lambda: c.stats()["workers"].get(c.url, {}).get("partitions"), timeout=60)
-    cluster.workers["a"].kill()
-    cluster.workers["b"].kill()
+    cluster.group.workers["a"].kill()
+    cluster.group.workers["b"].kill()
     killed = time.monotonic()
     wait_for_documents(c, expected, timeout=90)
     print(f"recovery: fresh worker complete {time.monotonic() - killed:.1f} s after the last old worker died")

@@ -23,8 +23,8 @@ import yaml
 
 from app.brokers.process import free_port, stop_process_group
 from streamvec import Client, Query
-from tests.cluster import wait_for
-from tests.integration.conftest import Group
+from tests.support.users import Users
+from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ GRAFANA_VARIABLES = {"$__rate_interval": "20s", "$__range": "5m"}
 
 
 @pytest.fixture(scope="module")
-def prometheus(user_group: Group, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus(user_group: Users, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("prometheus not installed: `make install` installs Debian's prometheus package")
@@ -77,7 +77,7 @@ def dashboard_expressions() -> list[tuple[str, str]]:
             for panel in dashboard["panels"] for target in panel["targets"]]
 
 
-def traffic(group: Group, seconds: float) -> None:
+def traffic(group: Users, seconds: float) -> None:
     """Searches (single and batch) and writes of texts and vectors, for ``seconds``."""
     rng = random.Random(13)
     ids: list[str] = []
@@ -95,7 +95,7 @@ def traffic(group: Group, seconds: float) -> None:
         client.delete(ids, wait=True)
 
 
-def test_every_dashboard_expression_returns_data_from_live_workers(user_group: Group, prometheus: str) -> None:
+def test_every_dashboard_expression_returns_data_from_live_workers(user_group: Users, prometheus: str) -> None:
     traffic(user_group, seconds=12)
     time.sleep(2)  # a last scrape after the traffic
     report = []
@@ -114,7 +114,7 @@ def test_every_dashboard_expression_returns_data_from_live_workers(user_group: G
     assert float(query(prometheus, "sum(streamvec_documents{role=\"active\"})")[0]["value"][1]) == len(user_group.documents)
 
 
-def test_the_compose_health_check_needs_ready_and_the_key(user_group: Group) -> None:
+def test_the_compose_health_check_needs_ready_and_the_key(user_group: Users) -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     check = compose["x-worker"]["healthcheck"]["test"]
     assert check[0] == "CMD"

@@ -13,14 +13,16 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agents.deadletters import DeadLetter
-from tests.cluster import Worker, http, wait_for, wait_for_documents
-from tests.conftest import read_topic
-from tests.usecases import Group, glosses, histogram_quantiles, percentiles
+from tests.support.group import Group, new_app_id
+from tests.support.kafka import read_topic
+from tests.support.usecases import glosses, histogram_quantiles, percentiles
+from tests.support.workers import Worker, http, wait_for, wait_for_documents
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +51,8 @@ class Shop:
 
 
 @pytest.fixture(scope="module")
-def shop(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
-    group = Group(kafka_broker, f"shop{int(time.time())}", tmp_path_factory.mktemp("shop"), PARTITIONS)
+def shop(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    group = Group(kafka_broker, new_app_id("shop"), tmp_path_factory.mktemp("shop"), model_cache, PARTITIONS)
     shop = Shop(group)
     try:
         for name in ("a", "b"):
@@ -61,7 +63,7 @@ def shop(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         wait_for_documents(group.workers["a"], len(CATEGORIES) * ITEMS_PER_CATEGORY, timeout=300)
         yield shop
     finally:
-        group.stop()
+        group.stop_all()
 
 
 def test_one_activity_at_a_time_reaches_the_profile(shop: Shop) -> None:
@@ -128,10 +130,10 @@ def test_activity_the_join_cannot_use_is_dead_lettered_with_a_reason(shop: Shop)
 
     def letters() -> list[DeadLetter]:
         return [DeadLetter.from_record(r.key, r.value, r.headers) for r in
-                read_topic(group.broker, group.topic("dead-letters"))]
+                read_topic(group.broker, group.topic_of("dead-letters"))]
     found = wait_for("four dead letters", lambda: len(got := letters()) >= 4 and got, timeout=30)
     assert sorted(letter.reason for letter in found) == ["bad_user", "unknown_action", "unknown_item", "unknown_item"]
-    assert {letter.topic for letter in found if letter.reason == "unknown_item"} == {group.topic("activity-by-item")}
+    assert {letter.topic for letter in found if letter.reason == "unknown_item"} == {group.topic_of("activity-by-item")}
     assert shop.recommend(group.workers["a"], "user-x")[0] == 404
 
 

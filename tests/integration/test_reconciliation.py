@@ -42,8 +42,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.cluster import Worker, stop_all, wait_for
-from tests.conftest import RawRecord, read_topic, sample_texts, send_records
+from tests.support.group import Group, new_app_id
+from tests.support.kafka import RawRecord, read_topic, sample_texts, send_records
+from tests.support.workers import Worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -306,10 +307,22 @@ def make_event(spec: Spec, model: Model) -> Sent:
 
 @dataclass
 class Cluster:
-    broker: str
-    app_id: str
-    workers: list[Worker]
+    """The module's group, and each worker's identity at the start (a restart would replay events)."""
+
+    group: Group
     identities: dict[str, dict[str, Any]] = field(default_factory=dict)  # url -> pid and start time
+
+    @property
+    def broker(self) -> str:
+        return self.group.broker
+
+    @property
+    def app_id(self) -> str:
+        return self.group.app_id
+
+    @property
+    def workers(self) -> list[Worker]:
+        return list(self.group.workers.values())
 
     def stats(self, turn: int = 0) -> dict[str, Any]:
         return self.workers[turn % len(self.workers)].stats()
@@ -341,21 +354,16 @@ def wait_for_stable_group(cluster: Cluster, polls: int = 3) -> dict[str, dict[st
 
 
 @pytest.fixture(scope="module")
-def cluster(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    root: Path = tmp_path_factory.mktemp("reconciliation")
-    app_id = f"fuzz{int(time.time() * 1000)}"
-    env = {"STREAMVEC_BROKER": kafka_broker, "STREAMVEC_APP_ID": app_id, "STREAMVEC_PARTITIONS": str(PARTITIONS),
-           "STREAMVEC_MODEL_CACHE": str(root / "models"), "STREAMVEC_SESSION_TIMEOUT": "6",
-           "STREAMVEC_REBALANCE_TIMEOUT": "10"}
-    workers = [Worker(name, env, root / name) for name in ("a", "b")]
-    cluster = Cluster(kafka_broker, app_id, workers)
+def cluster(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    group = Group(kafka_broker, new_app_id("fuzz"), tmp_path_factory.mktemp("reconciliation"), model_cache, PARTITIONS)
+    cluster = Cluster(group)
     try:
-        workers[0].start().wait_ready(timeout=300)  # the first one converts the model into the shared cache
-        workers[1].start().wait_ready(timeout=120)
+        group.start("a").wait_ready(timeout=300)
+        group.start("b").wait_ready(timeout=120)
         cluster.identities = wait_for_stable_group(cluster)
         yield cluster
     finally:
-        stop_all(workers)
+        group.stop_all()
 
 
 # ---- checks ---------------------------------------------------------------------------

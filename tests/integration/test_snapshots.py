@@ -1,7 +1,7 @@
 """Index snapshots on a real worker: a restart loads the snapshot and replays only the changelog
 after it; a snapshot of another model is discarded and the index built; kill -9 while a
 snapshot is being written leaves nothing wrong behind. Every case checks each id's last
-version on the restarted worker (tests/faults/harness.py's ledger and checks)."""
+version on the restarted worker (tests/support/ledger.py's ledger and checks)."""
 
 from __future__ import annotations
 
@@ -12,26 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Worker, wait_for
-from tests.faults import harness
+from tests.support.group import Group
+from tests.support.ledger import PARTITIONS, Feed, Ledger, assert_sound, send_now, topic_size, verify
+from tests.support.workers import Worker, wait_for
 
 pytestmark = pytest.mark.integration
 
-PARTITIONS = harness.PARTITIONS
 SNAPSHOT = "vectors-index.ann.snapshot"
 
 
 @pytest.fixture
-def worker(kafka_broker: str, tmp_path: Path) -> Iterator[Worker]:
-    app_id = f"snap{int(time.time() * 1000)}"
-    env = {"STREAMVEC_BROKER": kafka_broker, "STREAMVEC_APP_ID": app_id, "STREAMVEC_PARTITIONS": str(PARTITIONS),
-           "STREAMVEC_MODEL_CACHE": str(tmp_path.parent / "snapshot-models"), "STREAMVEC_SESSION_TIMEOUT": "6",
-           "STREAMVEC_SNAPSHOT_INTERVAL": "3600"}
-    worker = Worker("w", env, tmp_path / "w")
+def worker(kafka_broker: str, model_cache: Path, tmp_path: Path) -> Iterator[Worker]:
+    group = Group(kafka_broker, f"snap{int(time.time() * 1000)}", tmp_path, model_cache, PARTITIONS,
+                  {"STREAMVEC_SESSION_TIMEOUT": "6", "STREAMVEC_SNAPSHOT_INTERVAL": "3600"}, quick_rebalance=False)
+    worker = group.worker("w")
     try:
         yield worker
     finally:
-        worker.stop()
+        group.stop_all()
 
 
 def topic(worker: Worker) -> str:
@@ -58,10 +56,10 @@ def consumed(worker: Worker, produced: int) -> None:
 
 
 def test_a_restart_loads_the_snapshot_and_replays_only_what_came_after(worker: Worker) -> None:
-    ledger = harness.Ledger(seed=7)
+    ledger = Ledger(seed=7)
     ids = [f"doc-{n}" for n in range(3000)]
     worker.start().wait_ready(timeout=300)
-    harness.send_now(worker.env["STREAMVEC_BROKER"], topic(worker), ledger.upserts(ids))
+    send_now(worker.env["STREAMVEC_BROKER"], topic(worker), ledger.upserts(ids))
     consumed(worker, 3000)
     worker.stop()  # a clean stop saves the snapshot
     directory = snapshot_dir(worker)
@@ -71,19 +69,19 @@ def test_a_restart_loads_the_snapshot_and_replays_only_what_came_after(worker: W
 
     # While it is down: updates, deletes and new documents, which only the changelog will hold.
     tail = ledger.vector_events(ids, 600, delete_share=0.3) + ledger.upserts([f"new-{n}" for n in range(200)])
-    harness.send_now(worker.env["STREAMVEC_BROKER"], topic(worker), tail)
+    send_now(worker.env["STREAMVEC_BROKER"], topic(worker), tail)
     produced = 3000 + len(tail)
     ready, log = restart(worker)
     consumed(worker, produced)
     print(f"\nrestart from the snapshot: ready {ready:.1f} s after start, {len(tail)} events after it")
     assert "index restored from the snapshot" in log and "built into the index from the local store" not in log, log
-    harness.assert_sound(harness.verify(worker, ledger, produced, sample=300), "restarted from its snapshot")
+    assert_sound(verify(worker, ledger, produced, sample=300), "restarted from its snapshot")
 
 
 def test_a_snapshot_of_another_model_is_discarded_and_the_index_built(worker: Worker) -> None:
-    ledger = harness.Ledger(seed=8)
+    ledger = Ledger(seed=8)
     worker.start().wait_ready(timeout=300)
-    harness.send_now(worker.env["STREAMVEC_BROKER"], topic(worker), ledger.upserts([f"d{n}" for n in range(1000)]))
+    send_now(worker.env["STREAMVEC_BROKER"], topic(worker), ledger.upserts([f"d{n}" for n in range(1000)]))
     consumed(worker, 1000)
     worker.stop()
     directory = snapshot_dir(worker)
@@ -93,17 +91,17 @@ def test_a_snapshot_of_another_model_is_discarded_and_the_index_built(worker: Wo
     _, log = restart(worker)
     assert "snapshot not used (snapshot of model 'some-other-model@0'" in log, log
     assert "index restored from the snapshot" not in log and "built into the index from the local store" in log
-    harness.assert_sound(harness.verify(worker, ledger, 1000), "after a foreign snapshot")
+    assert_sound(verify(worker, ledger, 1000), "after a foreign snapshot")
 
 
 def test_kill_9_while_a_snapshot_is_written_leaves_nothing_wrong(worker: Worker) -> None:
-    ledger = harness.Ledger(seed=9)
+    ledger = Ledger(seed=9)
     ids = [f"doc-{n}" for n in range(4000)]
     worker.env["STREAMVEC_SNAPSHOT_INTERVAL"] = "0.2"  # snapshots back to back while events flow
     broker = worker.env["STREAMVEC_BROKER"]
     worker.start().wait_ready(timeout=300)
-    harness.send_now(broker, topic(worker), ledger.upserts(ids))
-    feed = harness.Feed(broker, topic(worker), lambda n: ledger.vector_events(ids, n, delete_share=0.2),
+    send_now(broker, topic(worker), ledger.upserts(ids))
+    feed = Feed(broker, topic(worker), lambda n: ledger.vector_events(ids, n, delete_share=0.2),
                         rate=200).start()
     kills: list[str] = []
     starts: list[str] = []
@@ -118,7 +116,7 @@ def test_kill_9_while_a_snapshot_is_written_leaves_nothing_wrong(worker: Worker)
         starts.append(f"{'restored' if 'index restored from the snapshot' in log else 'built'} in {ready:.1f} s")
     feed.stop()
     feed.wait(timeout=60)
-    produced = harness.topic_size(broker, topic(worker))
+    produced = topic_size(broker, topic(worker))
     consumed(worker, produced)
     print(f"\nkilled during snapshot writes {kills}; restarts {starts}; {produced} events")
-    harness.assert_sound(harness.verify(worker, ledger, produced, sample=300), "after kill -9 during snapshots")
+    assert_sound(verify(worker, ledger, produced, sample=300), "after kill -9 during snapshots")

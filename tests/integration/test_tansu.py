@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.brokers.tansu import start_tansu
-from tests.cluster import FAUST_WORKER, Worker, stop_all, wait_for_documents
-from tests.conftest import running_broker, sample_texts, send_events
+from tests.support.group import Group
+from tests.support.kafka import running_broker, sample_texts, send_events
+from tests.support.workers import FAUST_WORKER, wait_for_documents
 
 pytestmark = pytest.mark.integration
 
@@ -21,13 +22,11 @@ def tansu() -> Iterator[str]:
     yield from running_broker(start_tansu, "Tansu")
 
 
-def test_tansu_produce_index_search(tansu: str, tmp_path: Path) -> None:
-    app_id = f"tansu{uuid.uuid4().hex[:6]}"
-    env = {"STREAMVEC_BROKER": tansu, "STREAMVEC_APP_ID": app_id, "STREAMVEC_PARTITIONS": "4",
-           "STREAMVEC_SESSION_TIMEOUT": "6", "STREAMVEC_REBALANCE_TIMEOUT": "10",
-           "STREAMVEC_MODEL_CACHE": str(tmp_path / "models"), "STREAMVEC_IDEMPOTENT_PRODUCER": "false"}
-    workers = [Worker("t1", env, tmp_path / "t1").start(),
-               Worker("t2", env, tmp_path / "t2", command=FAUST_WORKER).start()]
+def test_tansu_produce_index_search(tansu: str, model_cache: Path, tmp_path: Path) -> None:
+    group = Group(tansu, f"tansu{uuid.uuid4().hex[:6]}", tmp_path, model_cache, 4,
+                  {"STREAMVEC_IDEMPOTENT_PRODUCER": "false"})
+    workers = [group.start("t1"), group.start("t2", command=FAUST_WORKER)]
+    app_id = group.app_id
     try:
         docs = sample_texts(100)
         send_events(tansu, app_id, docs, partitions=4)
@@ -36,4 +35,4 @@ def test_tansu_produce_index_search(tansu: str, tmp_path: Path) -> None:
         for worker, doc in zip(workers * 5, docs[::10]):
             assert worker.search(text=doc["text"], k=1)["results"][0]["id"] == doc["id"]
     finally:
-        stop_all(workers)
+        group.stop_all()

@@ -17,11 +17,19 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     for name in list(__import__("os").environ):
         if name.startswith("STREAMVEC_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("STREAMVEC_MODEL_CACHE", str(tmp_path / "models"))
+    monkeypatch.setenv("STREAMVEC_MODEL_CACHE", str(tmp_path / "models"))  # empty: `model prepare` converts
     return CliRunner()
 
 
-def test_embed_writes_one_unit_vector_per_input_line(runner: CliRunner) -> None:
+@pytest.fixture
+def prepared(runner: CliRunner, model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """The runner with the session's model cache, where the model is prepared already."""
+    monkeypatch.setenv("STREAMVEC_MODEL_CACHE", str(model_cache))
+    return runner
+
+
+def test_embed_writes_one_unit_vector_per_input_line(prepared: CliRunner) -> None:
+    runner = prepared
     result = runner.invoke(main, ["embed", "--batch-size", "2"], input="a cat\nthe stock market\nfeline\n")
     assert result.exit_code == 0, result.output
     vectors = np.array([json.loads(line) for line in result.output.splitlines()])
@@ -54,8 +62,8 @@ def test_model_prepare_converts_once_and_embed_then_uses_the_prepared_model(runn
     assert embedded.exit_code == 0 and len(json.loads(embedded.output)) == 384
 
 
-def test_embed_honours_the_workers_model_settings(runner: CliRunner,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embed_honours_the_workers_model_settings(prepared: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = prepared
     monkeypatch.setenv("STREAMVEC_EMBED_PROVIDER", "cuda")  # honoured like a worker: refused without a GPU
     import onnxruntime as ort
 

@@ -1,4 +1,4 @@
-"""What the use-case integration tests share: a small cluster, topics read back, latency figures.
+"""What the use-case integration tests share: sample glosses, partitions of keys, latency figures.
 
 The data is real: glosses from ``data/sample.jsonl`` (WordNet, with categories).
 """
@@ -9,14 +9,13 @@ import json
 import math
 import random
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from aiokafka.partitioner import murmur2
 
 from benchmarks.histograms import quantile, scrape
-from tests.cluster import Worker, stop_all
-from tests.conftest import REPO, read_topic, send_events, send_records
+from tests.support.kafka import REPO
+from tests.support.workers import Worker
 
 SAMPLE = REPO / "data" / "sample.jsonl"
 
@@ -38,38 +37,6 @@ def gloss(word: str) -> dict[str, Any]:
 def partition_of(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (and so every producer here) gives ``key``."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
-
-
-class Group:
-    """Workers of one app id on a real broker, started and stopped together."""
-
-    def __init__(self, broker: str, app_id: str, root: Path, partitions: int, **settings: str) -> None:
-        self.broker, self.app_id, self.root, self.partitions = broker, app_id, root, partitions
-        self.env = {"STREAMVEC_BROKER": broker, "STREAMVEC_APP_ID": app_id, "STREAMVEC_PARTITIONS": str(partitions),
-                    "STREAMVEC_MODEL_CACHE": str(root / "models"), "STREAMVEC_SESSION_TIMEOUT": "6",
-                    "STREAMVEC_REBALANCE_TIMEOUT": "10", **{f"STREAMVEC_{k.upper()}": v for k, v in settings.items()}}
-        self.workers: dict[str, Worker] = {}
-
-    def start(self, name: str) -> Worker:
-        worker = Worker(name, self.env, self.root / name).start()
-        self.workers[name] = worker
-        return worker
-
-    def stop(self) -> None:
-        stop_all(self.workers.values())
-
-    def topic(self, suffix: str) -> str:
-        return f"{self.app_id}-{suffix}"
-
-    def send(self, events: list[dict[str, Any]], tombstones: tuple[str, ...] = ()) -> None:
-        send_events(self.broker, self.app_id, events, self.partitions, tombstones)
-
-    def send_json(self, suffix: str, records: list[tuple[str, dict[str, Any]]]) -> None:
-        send_records(self.broker, self.topic(suffix), [(key.encode(), json.dumps(value).encode())
-                                                       for key, value in records])
-
-    def read_json(self, suffix: str) -> list[dict[str, Any]]:
-        return [json.loads(record.value) for record in read_topic(self.broker, self.topic(suffix))]
 
 
 def histogram_quantiles(workers: Iterable[Worker], metric: str, kind: str | None = None) -> tuple[int, float, float]:

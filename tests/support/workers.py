@@ -1,4 +1,4 @@
-"""Real worker processes for integration tests: start, wait, query, kill.
+"""Real worker processes for the integration and fault suites: start, wait, query, kill.
 
 Workers run as ``python -m app.cli worker`` subprocesses (the same entry point users
 run), each with its own port and data dir, against a real broker.
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from app.brokers.process import free_port, stop_process_group
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAUST_WORKER = (str(Path(sys.executable).with_name("faust")), "-A", "app", "worker", "-l", "info")
 T = TypeVar("T")
 
