@@ -151,7 +151,7 @@ class SearchService:
         with self.metrics.stage("local_search"):
             answering, behind = await self._caught_up(partitions, after)
             hits: list[list[Hit]] = [[] for _ in rows]
-            budget = _ResponseBudget(self.max_response_bytes)
+            budget = ResponseBudget(self.max_response_bytes)
             if answering:
                 groups: dict[Row, list[int]] = defaultdict(list)
                 for position, row in enumerate(rows):
@@ -180,7 +180,7 @@ class SearchService:
             found[i::self.threads] = share_hits
         return found
 
-    def _with_fields(self, hits: list[Hit], row: Row, budget: _ResponseBudget) -> list[Hit]:
+    def _with_fields(self, hits: list[Hit], row: Row, budget: ResponseBudget) -> list[Hit]:
         """Hits carrying what ``row`` includes: metadata (from the index) and text (from the records),
         each paid for from ``budget``."""
         found = []
@@ -359,7 +359,7 @@ class ResponseTooLarge(RequestError):
         super().__init__(message, status=self.status)
 
 
-class _ResponseBudget:
+class ResponseBudget:
     """The bytes of text and metadata an answer may still carry."""
 
     def __init__(self, limit: int) -> None:
@@ -368,7 +368,7 @@ class _ResponseBudget:
 
     def spend(self, metadata: Mapping[str, Any] | None, text: str | None) -> None:
         if metadata:
-            self.left -= len(orjson.dumps(metadata))
+            self.left -= len(orjson.dumps(metadata, default=dict))  # the index hands out read-only views
         if text:
             self.left -= len(text.encode())
         if self.left < 0:
