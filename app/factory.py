@@ -18,6 +18,7 @@ from app.search.secret import ClusterSecret
 from app.search.fanout import FanOut
 from app.metrics import Metrics, consumer_lag
 from app.pools import WorkerPools
+from app.http.latest import LatestRecords
 from app.http.openapi import build_openapi
 from app.search.service import SearchService
 from app.http.uses import UseCaseViews
@@ -154,7 +155,8 @@ def _register_http(app: faust.App, settings: Settings, table: VectorTable, embed
     service = SearchService(table=table, embed_query=embedding.embed_query, fanout=fanout,
                             partitions=settings.partitions, events_topic=settings.events_topic,
                             max_standby_lag=settings.max_standby_lag, read_wait=settings.read_wait,
-                            metrics=metrics, pool=pool, threads=threads)
+                            metrics=metrics, pool=pool, threads=threads,
+                            max_response_bytes=settings.max_response_bytes)
 
     def readiness() -> dict[str, Any]:
         """Ready: recovered, not rebalancing, every held partition built, ingest flowing, and the
@@ -169,19 +171,21 @@ def _register_http(app: faust.App, settings: Settings, table: VectorTable, embed
                 "partitions_covered": covered, "watchlist_loaded": watchlist_loaded,
                 "rebalancing": app.rebalancing, "ingest": ingest}
 
-    use_views = UseCaseViews(uses, service, embedding, fanout, settings.broker, settings.alerts_topic)
+    latest = LatestRecords(settings.broker)
+    use_views = UseCaseViews(uses, service, embedding, fanout, latest, settings.alerts_topic)
 
     def report() -> dict[str, Any]:
         return {"embeddings_reused": status.embeddings_reused, "query_cache": embedding.cache_stats(),
                 "lag": sum(consumer_lag(app, table.changelog_topic_name).values()), **use_views.report()}
 
-    facts = WorkerFacts(dim=embedding.dim, broker=settings.broker, dead_letter_topic=settings.dead_letter_topic,
+    facts = WorkerFacts(dim=embedding.dim, latest=latest, dead_letter_topic=settings.dead_letter_topic,
                         readiness=readiness, report=report,
                         openapi=build_openapi(embedding.dim, protected=bool(settings.api_key)))
     register_views(app.web.web_app, service, facts, metrics, settings.api_key, secret, use_views)
 
     async def close(web_app: Any) -> None:
         await fanout.close()
+        await latest.close()
         pools.close()
     app.web.web_app.on_cleanup.append(close)
     return service

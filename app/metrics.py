@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -102,10 +103,15 @@ class _StateCollector(Collector):
 
 
 def consumer_lag(app: faust.App, changelog: str) -> dict[tuple[str, int], int]:
-    """Events not yet read, per assigned input partition (Kafka high watermark − next offset)."""
+    """Events not yet read, per assigned input partition (Kafka high watermark − next offset); none
+    before the consumer has started (``GET /stats`` in a worker's first second was a 500)."""
     consumer = app.consumer
     behind: dict[tuple[str, int], int] = {}
-    for tp in sorted(consumer.assignment()):
+    try:
+        assignment = consumer.assignment()
+    except ConsumerNotStarted:
+        return behind
+    for tp in sorted(assignment):
         if tp.topic == changelog:
             continue
         try:
@@ -116,6 +122,8 @@ def consumer_lag(app: faust.App, changelog: str) -> dict[tuple[str, int], int]:
         if highwater is not None:
             behind[(tp.topic, tp.partition)] = max(0, highwater - (read + 1 if read is not None else 0))
     return behind
+
+
 class _UseCaseCollector(Collector):
     """Alerts, the watchlist and embedding health, read at scrape time."""
 

@@ -81,6 +81,7 @@ class Settings:
     web_bind: str = field(default="0.0.0.0", metadata={"doc": "Interface the HTTP server listens on."})
     fanout_timeout: float = field(default=2.0, metadata={"doc": "Seconds a query waits for another worker before reporting its partitions missing."})
     max_standby_lag: int = field(default=0, metadata={"doc": "A standby copy answers queries for its partition while its index is at most this many changelog records behind the end its consumer last saw; else the active owner is asked. Raise it to keep answers local while ingest runs, at the cost of that much staleness (`after` still holds)."})
+    max_response_bytes: int = field(default=16 << 20, metadata={"doc": "Most bytes of stored text and metadata one search answer may carry (a batch of 100 queries × k 1000 with long texts could be gigabytes); over it the search is refused with a 413 that says how to ask for less."})
     read_wait: float = field(default=1.0, metadata={"doc": "Seconds a search with `after` waits for a copy to apply those offsets before it reports the partition as `behind`."})
     standby_replicas: int = field(default=1, metadata={"doc": "Standby copies of each table partition kept by other workers."})
     session_timeout: float = field(default=10.0, metadata={"doc": "Kafka consumer session timeout: how fast a dead worker's partitions move."})
@@ -240,6 +241,8 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}WEB_PORT must be a TCP port, got {self.web_port}")
         if self.fanout_timeout <= 0 or self.session_timeout <= 0 or self.read_wait < 0:
             raise SettingsError("timeouts must be positive")
+        if self.max_response_bytes < 1024:
+            raise SettingsError(f"{ENV_PREFIX}MAX_RESPONSE_BYTES must be at least 1024, got {self.max_response_bytes}")
         if self.max_standby_lag < 0:
             raise SettingsError(f"{ENV_PREFIX}MAX_STANDBY_LAG cannot be negative")
         if self.keep_moved < 0:

@@ -38,11 +38,16 @@ async def partitions_of(broker: str, topic: str) -> list[TopicPartition]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker))
     try:
         await admin.start()
-        if topic not in await admin.list_topics():
-            return []
-        (described,) = await admin.describe_topics([topic])
+        return await partitions_known_to(admin, topic)
     finally:
         await admin.close()
+
+
+async def partitions_known_to(admin: AIOKafkaAdminClient, topic: str) -> list[TopicPartition]:
+    """:func:`partitions_of` with a started admin client of the caller's."""
+    if topic not in await admin.list_topics():
+        return []
+    (described,) = await admin.describe_topics([topic])
     return [TopicPartition(topic, n) for n in sorted(p["partition"] for p in described["partitions"])]
 
 
@@ -61,18 +66,25 @@ async def read_to_end(broker: str, partitions: list[TopicPartition],
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker), group_id=None, auto_offset_reset="earliest")
     try:
         await consumer.start()
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        if last is not None:
-            starts = await consumer.beginning_offsets(partitions)
-            for tp in partitions:
-                consumer.seek(tp, max(starts[tp], ends[tp] - last))
-        found: list[ConsumerRecord[bytes, bytes]] = []
-        remaining = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
-        while remaining:
-            for tp, records in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
-                found += [record for record in records if record.offset < ends[tp]]
-            remaining = [tp for tp in remaining if await consumer.position(tp) < ends[tp]]
-        return found
+        return await read_tail(consumer, partitions, last)
     finally:
         await consumer.stop()
+
+
+async def read_tail(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
+                    last: int | None = None) -> list[ConsumerRecord[bytes, bytes]]:
+    """:func:`read_to_end` with a started consumer of the caller's (no group, ``earliest``), which
+    may have read other partitions before: ``assign()`` replaces what it read."""
+    consumer.assign(partitions)
+    ends = await consumer.end_offsets(partitions)
+    if last is not None:
+        starts = await consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, max(starts[tp], ends[tp] - last))
+    found: list[ConsumerRecord[bytes, bytes]] = []
+    remaining = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+    while remaining:
+        for tp, records in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
+            found += [record for record in records if record.offset < ends[tp]]
+        remaining = [tp for tp in remaining if await consumer.position(tp) < ends[tp]]
+    return found

@@ -68,21 +68,32 @@ class AsyncClient:
 
     async def search(self, text: str | None = None, *, vector: Sequence[float] | None = None, id: str | None = None,
                      k: int = 10, filter: Mapping[str, Any] | None = None, ef: int | None = None,
-                     after: WriteResult | Mapping[int, int] | None = None) -> SearchResult:
+                     after: WriteResult | Mapping[int, int] | None = None,
+                     wait_timeout: float = 10.0) -> SearchResult:
         """The ``k`` documents most similar to ``text``, a ``vector``, or a stored document ``id``
         (which is left out of its own results), best first; ``filter`` is a metadata filter
         (docs/http-api.md). Check ``result.partial``: true when some partitions did not answer.
 
         ``after``: what an :meth:`upsert` or :meth:`delete` returned (or its ``offsets``): the
-        workers answer once they have applied those events (read-your-writes), waiting up to
-        their read wait; a partition still behind then is left out of the answer (``partial``)
-        and named in ``result.coverage.behind``."""
+        workers answer once they have applied those events (read-your-writes). A partition that no
+        copy had caught up on within the workers' read wait is asked for again until
+        ``wait_timeout`` seconds have passed; then :class:`NotVisible` names it. An answer never
+        leaves out the caller's own writes as if it were complete."""
         query = Query(text=text, vector=vector, id=id, k=k, filter=filter, ef=ef)
         body = query.body()
-        if after is not None:
-            offsets = after.offsets if isinstance(after, WriteResult) else after
-            body["after"] = {str(partition): offset for partition, offset in offsets.items()}
-        return SearchResult.from_json(await self._http.request("POST", "/search", body))
+        if after is None:
+            return SearchResult.from_json(await self._http.request("POST", "/search", body))
+        offsets = after.offsets if isinstance(after, WriteResult) else after
+        body["after"] = {str(partition): offset for partition, offset in offsets.items()}
+        deadline = time.monotonic() + wait_timeout
+        while True:
+            result = SearchResult.from_json(await self._http.request("POST", "/search", body))
+            if not result.coverage.behind:
+                return result
+            if time.monotonic() > deadline:
+                raise NotVisible(f"partitions {list(result.coverage.behind)} had not applied the writes this search "
+                                 f"waits for after {wait_timeout:.0f} s; are workers consuming {self.events_topic}?")
+            await asyncio.sleep(0.1)
 
     async def search_batch(self, queries: Sequence[Query]) -> BatchResult:
         """Several queries (1–100) answered with one fan-out; one hit list per query, in order."""

@@ -20,6 +20,7 @@ MAX_QUERY_TEXT = 10_000
 MAX_QUERY_PARAM = 500
 MAX_ID = 512
 MAX_IDS = 1000
+MAX_JSON_DEPTH = 64  # levels of objects and lists in a request body (orjson writes about 255 at most)
 
 
 AFTER = ('Read your writes: {"<partition>": <offset>, …} of the events topic, as the producer returned them; '

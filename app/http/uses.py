@@ -15,7 +15,7 @@ from aiohttp import web
 
 from app.embedding import EmbeddingService
 from app.search.fanout import Answer, FanOut
-from app.http.latest import latest_alerts, parse_limit
+from app.http.latest import LatestRecords, parse_limit
 from app.http.requests import parse_watchlist_check, recommendation_params
 from app.http.responses import json_response, rendered
 from app.search.service import Coverage, SearchService
@@ -28,18 +28,17 @@ class UseCaseViews:
     """The views of the uses, over the worker's use-case state and its search service."""
 
     def __init__(self, uses: UseCases, service: SearchService, embedding: EmbeddingService, fanout: FanOut,
-                 broker: str, alerts_topic: str) -> None:
+                 latest: LatestRecords, alerts_topic: str) -> None:
         self.uses = uses
         self.service = service
         self.embedding = embedding
         self.fanout = fanout
-        self.broker = broker
+        self.latest = latest
         self.alerts_topic = alerts_topic
 
     async def alerts(self, request: web.Request) -> web.Response:
         """The newest alerts of the group, read from the alerts topic."""
-        return json_response({"alerts": await latest_alerts(self.broker, self.alerts_topic,
-                                                            parse_limit(request.query))})
+        return json_response({"alerts": await self.latest.alerts(self.alerts_topic, parse_limit(request.query))})
 
     async def watchlist_check(self, request: web.Request) -> web.Response:
         """Every worker holds the whole watchlist: this one answers alone."""

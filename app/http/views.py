@@ -21,7 +21,7 @@ from app.http import page
 from app.search import wire
 from app.http.auth import OPEN_PATHS, auth_middleware
 from app.search.secret import ClusterSecret
-from app.http.latest import latest_dead_letters, parse_limit
+from app.http.latest import LatestRecords, parse_limit
 from app.metrics import Metrics
 from app.search.query import RequestError, Row
 from app.http.requests import parse_batch, parse_ids, parse_search, query_params
@@ -39,7 +39,7 @@ class WorkerFacts:
     """What the views report about this worker besides the service's answers."""
 
     dim: int
-    broker: str
+    latest: LatestRecords
     dead_letter_topic: str
     readiness: Callable[[], dict[str, Any]]
     report: Callable[[], dict[str, Any]]  # what this worker adds to its stats (see SearchService.stats)
@@ -140,8 +140,7 @@ class Api:
         return json_response({**stats, **self.uses.merge_reports(reports)})
 
     async def dead_letters(self, request: web.Request) -> web.Response:
-        letters = await latest_dead_letters(self.facts.broker, self.facts.dead_letter_topic,
-                                            parse_limit(request.query))
+        letters = await self.facts.latest.dead_letters(self.facts.dead_letter_topic, parse_limit(request.query))
         return json_response({"dead_letters": letters})
 
     async def metrics_view(self, request: web.Request) -> web.Response:

@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 
 import aiohttp
 import faust
+import orjson
 from yarl import URL
 
 from app.search.secret import SECRET_HEADER, ClusterSecret
@@ -33,6 +34,7 @@ class Answer(Generic[T]):
     url: str
     body: T | None
     error: str | None = None
+    status: int | None = None  # the member's HTTP status when it answered with an error
 
 
 class FanOut:
@@ -103,11 +105,19 @@ class FanOut:
             async with self._session.post(str(URL(url).with_path(path)), data=request, headers=headers) as response:
                 body = await response.read()
                 if response.status != 200:
-                    return Answer(url, None, f"HTTP {response.status}: {body[:200].decode(errors='replace')}")
+                    return Answer(url, None, f"HTTP {response.status}: {_error_of(body)}", response.status)
                 return Answer(url, decode(body))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             logger.warning("worker %s did not answer %s: %s", url, path, exc.__class__.__name__)
             return Answer(url, None, f"{exc.__class__.__name__}: {exc}")
+
+
+def _error_of(body: bytes) -> str:
+    """A member's error answer as one line: its ``{"error": …}`` message, else the start of the body."""
+    try:
+        return str(orjson.loads(body)["error"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return body[:200].decode(errors="replace")
 
 
 def _ident(url: str) -> tuple[str, int]:

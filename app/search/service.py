@@ -13,6 +13,11 @@ them; an active copy waits up to ``STREAMVEC_READ_WAIT`` for that, and a partiti
 caught up on is reported as ``behind`` instead of answered. Whatever no worker answered is
 ``missing``: the answer is ``partial``, never silently smaller.
 
+An answer carries at most ``STREAMVEC_MAX_RESPONSE_BYTES`` of stored text and metadata, counted
+by each worker as it reads them: a batch of 100 queries × k 1,000 over long texts would otherwise
+build gigabytes on the event loop (review finding SP-13). A worker over it stops reading and
+refuses the search with a 413, and the worker that asked it passes that 413 on.
+
 The views (``app/http/views.py``) only parse requests and render these results.
 """
 
@@ -99,7 +104,7 @@ class SearchService:
 
     def __init__(self, *, table: VectorTable, embed_query: Callable[[str], Awaitable[np.ndarray]],
                  fanout: FanOut, partitions: int, events_topic: str, max_standby_lag: int, read_wait: float,
-                 metrics: Metrics, pool: Executor, threads: int) -> None:
+                 metrics: Metrics, pool: Executor, threads: int, max_response_bytes: int) -> None:
         self.table = table
         self.embed_query = embed_query
         self.fanout = fanout
@@ -110,6 +115,7 @@ class SearchService:
         self.metrics = metrics
         self.pool = pool
         self.threads = threads
+        self.max_response_bytes = max_response_bytes
 
     # ---- search -------------------------------------------------------------------------
 
@@ -145,6 +151,7 @@ class SearchService:
         with self.metrics.stage("local_search"):
             answering, behind = await self._caught_up(partitions, after)
             hits: list[list[Hit]] = [[] for _ in rows]
+            budget = ResponseBudget(self.max_response_bytes)
             if answering:
                 groups: dict[Row, list[int]] = defaultdict(list)
                 for position, row in enumerate(rows):
@@ -152,16 +159,17 @@ class SearchService:
                 for row, positions in groups.items():
                     found = await self._search(vectors[positions], row, answering)
                     for position, row_hits in zip(positions, found, strict=True):
-                        hits[position] = self._with_fields(row_hits, row)
+                        hits[position] = self._with_fields(row_hits, row, budget)
             return LocalResult(hits=hits, partitions=sorted(answering), behind=sorted(behind))
 
     async def _search(self, vectors: np.ndarray, row: Row, partitions: set[int]) -> list[list[Hit]]:
-        """One query inline (it takes ~0.2 ms and a thread hand-off costs as much) unless the
-        index is being written, which would block the event loop (during a rebuild, writes
+        """One unfiltered query inline (it takes ~0.2 ms and a thread hand-off costs as much) unless
+        the index is being written, which would block the event loop (during a rebuild, writes
         queue back to back); else on the pool, a batch's rows split over the threads (hnswlib
-        releases the GIL)."""
+        releases the GIL). A filtered query always goes to the pool: its predicate runs in Python
+        once per candidate, and a selective filter visits every document of the index (SP-3)."""
         predicate = row.predicate
-        if len(vectors) == 1 and not self.table.index.writing:
+        if len(vectors) == 1 and predicate is None and not self.table.index.writing:
             return self.table.search(vectors, row.k, row.ef, predicate, partitions)
         loop = asyncio.get_running_loop()
         shares = [vectors[i::self.threads] for i in range(min(self.threads, len(vectors)))]
@@ -172,10 +180,16 @@ class SearchService:
             found[i::self.threads] = share_hits
         return found
 
-    def _with_fields(self, hits: list[Hit], row: Row) -> list[Hit]:
-        """Hits carrying what ``row`` includes: metadata (from the index) and text (from the records)."""
-        return [Hit(hit.id, hit.score, hit.partition, hit.metadata if "metadata" in row.include else None,
-                    self._text(hit) if "text" in row.include else None) for hit in hits]
+    def _with_fields(self, hits: list[Hit], row: Row, budget: ResponseBudget) -> list[Hit]:
+        """Hits carrying what ``row`` includes: metadata (from the index) and text (from the records),
+        each paid for from ``budget``."""
+        found = []
+        for hit in hits:
+            metadata = hit.metadata if "metadata" in row.include else None
+            text = self._text(hit) if "text" in row.include else None
+            budget.spend(metadata, text)
+            found.append(Hit(hit.id, hit.score, hit.partition, metadata, text))
+        return found
 
     def _text(self, hit: Hit) -> str | None:
         record = self.table.stored(hit.partition, hit.id)
@@ -308,6 +322,9 @@ class SearchService:
         requests = {url: remote(parts) for url, parts in there.items()}
         answers = await self.fanout.ask_each(path, requests, wire.CONTENT_TYPE, decode,
                                              local=lambda: local(here) if here else _nothing())
+        for answer in answers:
+            if answer.status == ResponseTooLarge.status:  # the caller must ask for less, not get a partial answer
+                raise ResponseTooLarge(f"worker {answer.url}: {answer.error}")
         return [answer.body for answer in answers if answer.body is not None]
 
     async def _caught_up(self, partitions: set[int], after: Mapping[int, int]) -> tuple[set[int], set[int]]:
@@ -331,6 +348,33 @@ class LocalDocuments:
     documents: Mapping[str, Mapping[str, Any]]
     vectors: Mapping[str, np.ndarray]
     partitions: list[int]
+
+
+class ResponseTooLarge(RequestError):
+    """The answer would carry more than ``STREAMVEC_MAX_RESPONSE_BYTES``."""
+
+    status = 413
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=self.status)
+
+
+class ResponseBudget:
+    """The bytes of text and metadata an answer may still carry."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def spend(self, metadata: Mapping[str, Any] | None, text: str | None) -> None:
+        if metadata:
+            self.left -= len(orjson.dumps(metadata, default=dict))  # the index hands out read-only views
+        if text:
+            self.left -= len(text.encode())
+        if self.left < 0:
+            raise ResponseTooLarge(f"the answer would carry more than STREAMVEC_MAX_RESPONSE_BYTES ({self.limit:,} "
+                                   'bytes) of text and metadata; ask for fewer results (k) or queries, or leave '
+                                   'text out with "include": ["metadata"]')
 
 
 async def _nothing() -> None:

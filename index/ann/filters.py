@@ -19,6 +19,13 @@ filters never surprise:
 
 Compiling validates the whole filter first, so a bad filter fails before any search with a
 ``FilterError`` that names the place (``$or[1] field "price"``) and the fix.
+
+A filter is bounded: at most ``MAX_CONDITIONS`` conditions (field operators and ``$and``/``$or``
+branches), ``MAX_DEPTH`` nested ``$and``/``$or`` levels and ``MAX_IN_VALUES`` values in one
+``$in``/``$nin``. The predicate runs once per candidate document, so its cost multiplies: an
+unbounded ``$or`` of 55,000 branches, under the HTTP body limit, took 20-40 ms per document and
+held a worker's event loop past its session timeout (review finding SP-3). Compiling stops at
+the first condition over a limit, so even such a filter costs little to refuse.
 """
 
 from __future__ import annotations
@@ -29,7 +36,14 @@ from typing import Any
 
 from index.exceptions import FilterError
 
-__all__ = ["Predicate", "compile_filter", "match_all"]
+__all__ = ["MAX_CONDITIONS", "MAX_DEPTH", "MAX_IN_VALUES", "Predicate", "compile_filter", "match_all"]
+
+MAX_CONDITIONS = 256
+"""Field operators plus ``$and``/``$or`` branches in one filter."""
+MAX_DEPTH = 8
+"""Nested ``$and``/``$or`` levels in one filter."""
+MAX_IN_VALUES = 1024
+"""Values in one ``$in`` or ``$nin`` list (a set lookup each: they cost one condition together)."""
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
@@ -57,10 +71,23 @@ def compile_filter(spec: Any) -> Predicate:
     Raises:
         FilterError: the filter is malformed; the message says where and how to fix it.
     """
-    return _compile_object(spec, "filter")
+    return _compile_object(spec, "filter", _Budget())
 
 
-def _compile_object(spec: Any, where: str) -> Predicate:
+class _Budget:
+    """The conditions a filter may still have; compiling spends one per condition."""
+
+    def __init__(self) -> None:
+        self.left = MAX_CONDITIONS
+
+    def spend(self, where: str) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise FilterError(f"{where}: the filter has more than {MAX_CONDITIONS} conditions; use \"$in\" for "
+                              "many values of one field, or split the query")
+
+
+def _compile_object(spec: Any, where: str, budget: _Budget, depth: int = 0) -> Predicate:
     """Compile one filter object: each key is a field or a logical operator, all ANDed."""
     if not isinstance(spec, Mapping):
         raise FilterError(f"{where}: expected a JSON object, got {_describe(spec)}")
@@ -69,13 +96,13 @@ def _compile_object(spec: Any, where: str) -> Predicate:
         if not isinstance(key, str):
             raise FilterError(f"{where}: keys must be strings, got {key!r}")
         if key.startswith("$"):
-            parts.append(_compile_logical(key, value, where))
+            parts.append(_compile_logical(key, value, where, budget, depth + 1))
         else:
-            parts.append(_compile_field(key, value, f"{where} field {_quote(key)}"))
+            parts.append(_compile_field(key, value, f"{where} field {_quote(key)}", budget))
     return _all_of(parts)
 
 
-def _compile_logical(op: str, value: Any, where: str) -> Predicate:
+def _compile_logical(op: str, value: Any, where: str, budget: _Budget, depth: int) -> Predicate:
     """Compile ``$and``/``$or`` over a non-empty list of filter objects."""
     if op not in _LOGICAL_OPS:
         raise FilterError(
@@ -84,14 +111,20 @@ def _compile_logical(op: str, value: Any, where: str) -> Predicate:
         )
     if not isinstance(value, list) or not value:
         raise FilterError(f"{where} {op}: expected a non-empty list of filter objects")
-    parts = [_compile_object(item, f"{where} {op}[{i}]") for i, item in enumerate(value)]
+    if depth > MAX_DEPTH:
+        raise FilterError(f"{where} {op}: more than {MAX_DEPTH} nested $and/$or levels; flatten the filter")
+    parts = []
+    for i, item in enumerate(value):
+        budget.spend(f"{where} {op}[{i}]")
+        parts.append(_compile_object(item, f"{where} {op}[{i}]", budget, depth))
     return _all_of(parts) if op == "$and" else _any_of(parts)
 
 
-def _compile_field(name: str, value: Any, where: str) -> Predicate:
+def _compile_field(name: str, value: Any, where: str, budget: _Budget) -> Predicate:
     """Compile the condition on one (possibly dotted) field."""
     getter = _field_getter(name, where)
     if not isinstance(value, Mapping):
+        budget.spend(where)
         return _compile_op("$eq", value, getter, where)
     if not value:
         raise FilterError(f"{where}: empty operator object; use one of {', '.join(_FIELD_OPS)}")
@@ -100,7 +133,11 @@ def _compile_field(name: str, value: Any, where: str) -> Predicate:
             f"{where}: objects are not comparable values; to reach a nested field use a "
             f'dotted name like "{name}.key", or use operators like {{"$eq": 1}}'
         )
-    return _all_of([_compile_op(op, arg, getter, where) for op, arg in value.items()])
+    parts = []
+    for op, arg in value.items():
+        budget.spend(f"{where} {op}")
+        parts.append(_compile_op(op, arg, getter, where))
+    return _all_of(parts)
 
 
 def _compile_op(op: str, arg: Any, getter: Callable[[Mapping[str, Any]], Any], where: str) -> Predicate:
@@ -181,6 +218,8 @@ def _scalar_keys(values: Any, where: str) -> frozenset[_Key]:
     """The keys of a ``$in``/``$nin`` list."""
     if not isinstance(values, Sequence) or isinstance(values, str):
         raise FilterError(f"{where}: expected a list of values, got {_describe(values)}")
+    if len(values) > MAX_IN_VALUES:
+        raise FilterError(f"{where}: {len(values)} values, more than {MAX_IN_VALUES}; split the query")
     return frozenset(_scalar_key(v, f"{where}[{i}]") for i, v in enumerate(values))
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.brokers.process import free_port
-from streamvec import AsyncClient, AuthenticationError, Client, Query, WriteError
+from streamvec import AsyncClient, AuthenticationError, Client, NotVisible, Query, WriteError
 from tests.support.users import PARTITIONS, Users
 from tests.support.workers import REPO
 
@@ -100,13 +100,11 @@ def test_a_search_after_a_write_sees_it_at_once(client: Client) -> None:
         client.delete([doc_id], wait=True)
 
 
-def test_a_search_after_offsets_no_worker_has_reports_them_behind(client: Client) -> None:
+def test_a_search_after_offsets_no_worker_has_raises_not_visible_naming_them(client: Client) -> None:
     started = time.monotonic()
-    result = client.search(LION, k=3, after={1: 10**12})
-    waited = time.monotonic() - started
-    assert result.coverage.behind == (1,) and 1 in result.coverage.missing and result.partial, result.raw
-    assert waited >= 1.0  # STREAMVEC_READ_WAIT's default: it waited before saying so
-    assert all(hit.id for hit in result.hits)  # the other partitions still answered
+    with pytest.raises(NotVisible, match=r"partitions \[1\] had not applied the writes this search waits for"):
+        client.search(LION, k=3, after={1: 10**12}, wait_timeout=2.0)
+    assert time.monotonic() - started >= 2.0  # it asked again until its own timeout before saying so
 
 
 def test_streamvec_produce_prints_the_offsets_a_search_can_wait_for(user_group: Users, tmp_path: Path) -> None:

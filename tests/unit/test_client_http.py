@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 
 from app.brokers.process import free_port
-from streamvec import (AsyncClient, AuthenticationError, Client, Query, RequestError, ServerError, Unavailable,
-                       WriteError)
+from streamvec import (AsyncClient, AuthenticationError, Client, NotVisible, Query, RequestError, ServerError,
+                       Unavailable, WriteError)
 
 HIT = {"id": "a", "score": 0.9, "metadata": {"lang": "en"}}
 COVERAGE = {"partial": False, "partitions": {"answered": [0, 1], "missing": []}}
@@ -173,3 +173,23 @@ def test_get_many_keeps_the_order_and_says_when_partitions_were_missing(workers:
         found = client.get_many(["a", "b"])
     assert workers[0].bodies[0] == {"ids": ["a", "b"]}
     assert [d and d.id for d in found] == [None, "b"] and found.coverage.missing == (1,)
+
+
+def test_a_search_after_writes_asks_again_while_partitions_are_behind(workers: list[FakeWorker]) -> None:
+    worker = workers[0]
+    behind = {"results": [], "partial": True, "partitions": {"answered": [0], "missing": [1], "behind": [1]},
+              "took_ms": 1000.0}
+    worker.script["/search"] = [(200, behind), (200, behind), (200, {"results": [HIT], **COVERAGE, "took_ms": 2.0})]
+    with Client(worker.url) as client:
+        result = client.search("hello", after={1: 41})
+    assert [hit.id for hit in result] == ["a"] and not result.partial
+    assert [body["after"] for body in worker.bodies] == [{"1": 41}] * 3
+
+
+def test_a_search_after_writes_never_seen_raises_not_visible_naming_the_partitions(workers: list[FakeWorker]) -> None:
+    worker = workers[0]
+    worker.script["/search"] = [(200, {"results": [HIT], "partial": True, "took_ms": 1.0,
+                                       "partitions": {"answered": [0], "missing": [1, 2], "behind": [1, 2]}})]
+    with Client(worker.url) as client, pytest.raises(NotVisible, match=r"partitions \[1, 2\] had not applied"):
+        client.search("hello", after={1: 41, 2: 7}, wait_timeout=0.3)
+    assert len(worker.seen) >= 2

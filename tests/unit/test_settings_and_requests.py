@@ -75,6 +75,19 @@ def test_bad_search_requests_say_what_is_wrong(body: object, message: str) -> No
         parse_search(body if isinstance(body, bytes) else json.dumps(body).encode(), dim=4)
 
 
+@pytest.mark.parametrize("levels", [65, 300, 1000])
+def test_a_body_nested_too_deep_is_a_400_whatever_the_parser_takes(levels: int) -> None:
+    """SP-22: orjson reads 1,024 levels and writes about 255; 300 levels in an unknown field was a 500."""
+    body = b'{"text": "a", "deep": ' + b"[" * levels + b"]" * levels + b"}"
+    for parse in (parse_search, parse_batch):
+        with pytest.raises(RequestError, match="nested more than 64 levels deep") as raised:
+            parse(body, dim=4)
+        assert raised.value.status == 400
+    with pytest.raises(RequestError, match='"deep": unknown field'):  # 64 levels: read, then refused by name
+        parse_search(b'{"text": "a", "deep": ' + b"[" * 63 + b"]" * 63 + b"}", dim=4)
+    assert parse_search(b'{"text": "a", "filter": {"$and": [{"$or": [{"a": 1}]}]}}', dim=4)[0].predicate
+
+
 def test_a_batch_names_the_bad_query() -> None:
     good = {"vector": [1, 0, 0, 0]}
     assert len(parse_batch(json.dumps({"queries": [good, good]}).encode(), dim=4)[0]) == 2

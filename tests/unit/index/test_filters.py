@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from index.exceptions import FilterError, StreamvecError
-from index.ann.filters import compile_filter
+from index.ann.filters import MAX_CONDITIONS, MAX_DEPTH, MAX_IN_VALUES, compile_filter
 
 DOC: dict[str, Any] = {
     "lang": "en",
@@ -124,3 +125,36 @@ def test_compiled_predicate_tolerates_any_metadata_shape() -> None:
     odd_docs = [{}, {"a": None}, {"a": [1]}, {"a": {"b": [1]}, "c": "1"}, {"a": {"b": {}}, "c": []}]
     assert [predicate(doc) for doc in odd_docs] == [False] * len(odd_docs)
     assert predicate({"a": {"b": 1}, "c": 0.5})
+
+
+def test_a_filter_as_large_as_the_body_limit_lets_through_is_refused_fast() -> None:
+    """SP-3: a 55,000-branch $or (under 1 MiB as JSON) is refused at its 257th condition, in
+    far less time than one evaluation of it used to take (20-40 ms)."""
+    huge = {"$or": [{"tag": f"t{i}"} for i in range(55_000)]}
+    started = time.perf_counter()
+    with pytest.raises(FilterError, match=f"more than {MAX_CONDITIONS} conditions; use \"\\$in\""):
+        compile_filter(huge)
+    assert time.perf_counter() - started < 0.05
+
+
+def test_the_limits_are_inclusive_and_each_names_itself() -> None:
+    at_limit = {"$or": [{"a": i} for i in range(MAX_CONDITIONS // 2)]}  # a branch and its condition each
+    assert matches(at_limit, {"a": 3})
+    with pytest.raises(FilterError, match=r"filter \$or\[128\]: the filter has more than 256 conditions"):
+        compile_filter({"$or": [{"a": i} for i in range(MAX_CONDITIONS // 2 + 1)]})
+    with pytest.raises(FilterError, match=r"filter field \"p\" \$lt: the filter has more than"):
+        compile_filter({**{f"f{i}": i for i in range(MAX_CONDITIONS - 1)}, "p": {"$gt": 1, "$lt": 2}})
+
+    def nested(levels: int) -> dict:
+        spec: dict = {"a": 1}
+        for _ in range(levels):
+            spec = {"$and": [spec]}
+        return spec
+    assert matches(nested(MAX_DEPTH), {"a": 1})
+    with pytest.raises(FilterError, match=f"more than {MAX_DEPTH} nested \\$and/\\$or levels; flatten the filter"):
+        compile_filter(nested(MAX_DEPTH + 1))
+
+    assert matches({"a": {"$in": list(range(MAX_IN_VALUES))}}, {"a": MAX_IN_VALUES - 1})
+    with pytest.raises(FilterError, match=f'filter field "a" \\$nin: {MAX_IN_VALUES + 1} values, more than '
+                                          f"{MAX_IN_VALUES}; split the query"):
+        compile_filter({"a": {"$nin": list(range(MAX_IN_VALUES + 1))}})
