@@ -42,9 +42,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.support.group import Group, new_app_id
+from tests.support.group import Group, OnGroup, new_app_id
 from tests.support.kafka import RawRecord, read_topic, sample_texts, send_records
-from tests.support.workers import Worker, wait_for
+from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -306,23 +306,11 @@ def make_event(spec: Spec, model: Model) -> Sent:
 # ---- the cluster ----------------------------------------------------------------------
 
 @dataclass
-class Cluster:
+class Cluster(OnGroup):
     """The module's group, and each worker's identity at the start (a restart would replay events)."""
 
     group: Group
     identities: dict[str, dict[str, Any]] = field(default_factory=dict)  # url -> pid and start time
-
-    @property
-    def broker(self) -> str:
-        return self.group.broker
-
-    @property
-    def app_id(self) -> str:
-        return self.group.app_id
-
-    @property
-    def workers(self) -> list[Worker]:
-        return list(self.group.workers.values())
 
     def stats(self, turn: int = 0) -> dict[str, Any]:
         return self.workers[turn % len(self.workers)].stats()

@@ -151,3 +151,22 @@ class Group:
             stats = worker.stats()
             raise AssertionError(f"{exc}; counted {stats['outcomes']}, partial {stats['partial']}\n"
                                  f"{worker.log_tail(40)}") from None
+
+
+class OnGroup:
+    """What a test's own state over a group (the users' group, a reconciliation cluster) reads
+    through to its :class:`Group`: the broker, the app id, the workers in start order."""
+
+    group: Group
+
+    @property
+    def broker(self) -> str:
+        return self.group.broker
+
+    @property
+    def app_id(self) -> str:
+        return self.group.app_id
+
+    @property
+    def workers(self) -> list[Worker]:
+        return list(self.group.workers.values())

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.http.auth import API_KEY_HEADER
-from tests.support.group import Group
+from tests.support.group import Group, OnGroup
 from tests.support.kafka import REPO
-from tests.support.workers import Worker
 
 PARTITIONS = 4
 WATCHED = "wn30-n-02129165"  # the lion: its own text is the watchlist's one pattern
@@ -22,24 +21,12 @@ CLUSTER_SECRET = "users-cluster-secret-5d0e"
 
 
 @dataclass
-class Users:
+class Users(OnGroup):
     group: Group
     api_key: str
     documents: list[dict[str, Any]]
     refused: dict[str, int]  # reason → dead letters sent on purpose
     alerts: dict[str, str]  # document id → the pattern it must raise a watchlist alert for
-
-    @property
-    def broker(self) -> str:
-        return self.group.broker
-
-    @property
-    def app_id(self) -> str:
-        return self.group.app_id
-
-    @property
-    def workers(self) -> list[Worker]:
-        return list(self.group.workers.values())
 
     @property
     def urls(self) -> list[str]:
