@@ -20,6 +20,7 @@ from app.metrics import Metrics, consumer_lag
 from app.pools import WorkerPools
 from app.http.latest import LatestRecords
 from app.http.openapi import build_openapi
+from app.http.server_log import server_log
 from app.search.service import SearchService
 from app.http.uses import UseCaseViews
 from app.http.views import WorkerFacts, register_views
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> Streamvec:
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         web_tables_enabled=False,
+        web_application_options={"handler_args": {"logger": server_log()}},
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_rebalance_timeout=settings.rebalance_timeout,

@@ -16,6 +16,9 @@ from app.http.latest import MAX_LIMIT
 from streamvec import __version__
 
 _REF = "#/components/schemas/{model}"
+_REFUSED = ("Refused by the HTTP server before streamvec reads it (text/plain): the request line or a header "
+            "is over 8,190 bytes, or the request is not HTTP")
+_PLAIN = {"text/plain": {"schema": {"type": "string"}}}
 _MODELS: tuple[type[BaseModel], ...] = (
     models.SearchBody, models.BatchSearchBody, models.SearchResponse, models.BatchSearchResponse,
     models.Document, models.DocumentsBody, models.Documents, models.Error, models.Health, models.Readiness,
@@ -29,7 +32,7 @@ def build_openapi(dim: int, protected: bool) -> dict[str, Any]:
     schemas = {name: _tidy(schema) for name, schema in defs["$defs"].items()}
     for body in ("SearchBody", "WatchlistCheckBody"):
         schemas[body]["properties"]["vector"].update(minItems=dim, maxItems=dim)
-    error = _response("What is wrong and how to fix it", "Error")
+    error = _response(f"What is wrong and how to fix it (JSON). {_REFUSED}", "Error")
     auth = {"401": _response("API key missing or wrong", "Error")} if protected else {}
     search_answers = {"400": error, "404": _response("The `id` asked for is not stored", "Error"),
                       "413": _response("The body is larger than the server accepts", "Error"),
@@ -99,7 +102,7 @@ def build_openapi(dim: int, protected: bool) -> dict[str, Any]:
             "/": {"get": _operation("The search page (HTML; never needs the API key)", {}, answers={
                 "200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}})},
             "/metrics": {"get": _operation("Prometheus metrics of this worker", auth, answers={
-                "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "200": {"description": "Prometheus text format", "content": _PLAIN},
                 **auth})},
             "/openapi.json": {"get": _operation("This description", auth, answers={
                 "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}},
@@ -114,6 +117,8 @@ def build_openapi(dim: int, protected: bool) -> dict[str, Any]:
 
 def _operation(summary: str, auth: dict[str, Any], *, answers: dict[str, Any], body: str | None = None,
                parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    refused = answers.get("400", {"description": _REFUSED, "content": {}})
+    answers = {**answers, "400": {**refused, "content": {**refused["content"], **_PLAIN}}}
     operation: dict[str, Any] = {"summary": summary, "responses": answers}
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": _REF.format(model=body)}}}}

@@ -15,6 +15,7 @@ from app.search import wire
 from app.http.auth import API_KEY_HEADER, auth_middleware
 from app.search.secret import SECRET_HEADER, ClusterSecret
 from app.http.openapi import build_openapi
+from app.http.server_log import server_log
 
 
 def test_a_frame_carries_its_header_and_float32_array() -> None:
@@ -79,3 +80,34 @@ def test_the_openapi_document_comes_from_the_models_and_is_consistent() -> None:
     open_spec = build_openapi(384, protected=False)
     assert "401" not in open_spec["paths"]["/stats"]["get"]["responses"]
     json.dumps(spec)  # serialisable as served
+
+
+def test_a_request_the_server_cannot_parse_is_a_documented_400_logged_once_at_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A URL over aiohttp's 8,190-byte line limit never reaches a view: the answer is aiohttp's
+    text/plain 400, which the OpenAPI document must list for every operation, and the log gets one
+    WARNING line, not a traceback at ERROR. A view's crash stays an ERROR."""
+    async def run() -> list[tuple[int, str]]:
+        app = web.Application(handler_args={"logger": server_log()})
+
+        async def crash(request: web.Request) -> web.Response:
+            raise RuntimeError("a bug")
+
+        app.router.add_get("/recommendations/{user}", crash)
+        async with TestClient(TestServer(app)) as client:
+            answers = []
+            for user in ("u" * 9_000, "u"):
+                response = await client.get(f"/recommendations/{user}")
+                answers.append((response.status, response.content_type))
+            return answers
+
+    with caplog.at_level("WARNING", logger="aiohttp.server"):
+        assert asyncio.run(run()) == [(400, "text/plain"), (500, "text/plain")]
+    refused, crashed = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert refused.levelname == "WARNING" and "refused a malformed request with 400" in refused.getMessage()
+    assert refused.exc_info is None and len(refused.getMessage()) < 400
+    assert crashed.levelname == "ERROR" and crashed.exc_info is not None
+    spec = build_openapi(384, protected=True)
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            assert "text/plain" in operation["responses"]["400"]["content"], path
