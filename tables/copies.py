@@ -72,7 +72,6 @@ class PartitionCopy(Generic[W]):
         self.offset = offset  # the last changelog offset whose record the index has taken
         self.applied = applied if applied is not None else Progress()  # what ingest had done, as the index has it
         self.pending: list[tuple[W, int]] = []  # writes (and their changelog offset) that came during a build
-        self.replay_from: int | None = offset if state is CopyState.RESTORING else None
         self.since: float | None = None  # when it was suspended
 
     @property
@@ -153,7 +152,7 @@ class PartitionCopy(Generic[W]):
         """A suspended copy taken back: recovery replays the changelog after its offset into it."""
         with self._lock:
             self._move(CopyState.RESTORING)
-            self.replay_from, self.since = self.offset, None
+            self.since = None
 
 
 class Copies(Generic[W]):
@@ -212,13 +211,19 @@ class Copies(Generic[W]):
         return [c for p in sorted(partitions) if (c := self.get(p)) is not None and c.state is CopyState.RESTORING]
 
     def replay_from(self, partition: int) -> int | None:
-        """Where recovery must replay ``partition`` from for a restoring copy, once: Faust asks once per
-        rebalance, and a later one replays from what the store and the index both have by then."""
+        """Where recovery must replay ``partition`` from for a restoring copy: the copy's own offset,
+        each time Faust asks (once per rebalance) until the copy serves; None for any other copy.
+
+        Its local store is ahead of it (a snapshot is older than the store; a standby copy's lane was
+        behind its store when the partition moved away). This answer was once given only to the first
+        rebalance, and a second one that began before the first's replay was in the index replayed from
+        the store's offset: the index never got the records in between and served their older versions
+        and deleted ids as complete (review finding SP-4; the rebalance storm with standbys lost 15 ids
+        of one partition that way on a clean-clone CI run, 2026-12-07). Replaying from the copy's offset
+        rewrites records the store already has with the same values, in offset order.
+        """
         copy = self.get(partition)
-        if copy is None or copy.replay_from is None:
-            return None
-        offset, copy.replay_from = copy.replay_from, None
-        return offset
+        return copy.offset if copy is not None and copy.state is CopyState.RESTORING else None
 
     def close(self, partitions: Iterable[int], keep: bool = False) -> list[PartitionCopy[W]]:
         """Forget the held copies of ``partitions`` and stop them (see :meth:`PartitionCopy.close`)."""

@@ -120,14 +120,18 @@ def test_a_snapshot_or_suspended_copy_is_usable_only_over_a_store_that_reached_i
     assert not usable(stored=119, covered=120) and not usable(stored=None, covered=-1)
 
 
-def test_a_restored_partition_replays_from_its_copy_once() -> None:
+def test_a_restored_partition_replays_from_its_copy_until_it_serves() -> None:
+    """Review finding SP-4: a second rebalance before the first's replay is in the index must replay
+    from the copy's offset again, not from the store's (which is ahead of it)."""
     copies: Copies[str] = Copies()
-    copies.restore(2, 55, Progress())
+    copy = copies.restore(2, 55, Progress())
     assert copies.replay_from(2) == 55
-    assert copies.replay_from(2) is None  # a later rebalance replays from what the store has
+    copy.took(60, None)  # some of the replay reached the index before the next rebalance
+    assert copies.replay_from(2) == 60
     assert copies.replay_from(3) is None
     with pytest.raises(IllegalTransition, match="already has a restoring copy"):
         copies.build(2)
+    assert copy.restored() and copies.replay_from(2) is None  # serving: recovery replays after the store
 
 
 def test_a_moved_partition_is_kept_until_it_expires_or_is_taken_back_from_its_offset() -> None:
@@ -194,9 +198,11 @@ class World:
         self.copies: Copies[int] = Copies()
         self.closed: list[PartitionCopy[int]] = []
         self.whole: set[PartitionCopy[int]] = set()  # copies whose documents are all in the index (built, or replayed)
+        self.lane: dict[int, int] = {}  # per partition, the last write its lane has queued but not applied yet
+        self.replays: dict[int, int] = {}  # per held partition, the offset recovery replays after (what Faust was told)
 
-    def dump(self) -> dict[int, tuple[CopyState, int, int, float | None, int | None]]:
-        return {p: (c.state, c.offset, len(c.pending), c.since, c.replay_from) for p, c in self.copies._copies.items()}
+    def dump(self) -> dict[int, tuple[CopyState, int, int, float | None]]:
+        return {p: (c.state, c.offset, len(c.pending), c.since) for p, c in self.copies._copies.items()}
 
     # -- steps --
 
@@ -209,14 +215,25 @@ class World:
         for copy in self.copies.take_back(held):
             if usable(self.stored[copy.partition], copy.offset):
                 self.copies.resume(copy)
-                assert self.copies.replay_from(copy.partition) == copy.offset  # replays only after its offset
-                self.stored[copy.partition] = copy.offset  # what Faust then replays from
             else:
                 copy.close()
                 self.closed.append(copy)
+        self._recover()
+
+    def _recover(self) -> None:
+        """Faust asks where recovery replays each held partition from (the store's offset unless a
+        restoring copy says otherwise); a restoring copy must never be told an offset past its own."""
+        for partition in self.held:
+            offset = self.copies.replay_from(partition)
+            copy = self.copies.get(partition)
+            if copy is not None and copy.state is CopyState.RESTORING:
+                assert offset == copy.offset, "a restoring copy replays from past what it has"
+            stored = self.stored[partition]
+            self.replays[partition] = offset if offset is not None else (-1 if stored is None else stored)
 
     def _close(self, partitions: set[int]) -> None:
         for copy in self.copies.close(partitions, keep=True):
+            self.lane.pop(copy.partition, None)  # a stopped copy's lane drops what it queued
             if copy.state is CopyState.SUSPENDED and self.rng.random() < 0.9:  # its lane ended in time
                 self.copies.suspended(copy, self.now)
             else:
@@ -228,12 +245,14 @@ class World:
         if self.copies.current(generation) is not None:
             return
         for copy in self.copies.restoring(self.held):
-            self._catch_up(copy)
+            replayed_all = self._catch_up(copy)
             if self.rng.random() < 0.2:  # an index update fails while the replay is waited for
                 copy.rebuild()
                 self.whole.discard(copy)
-            else:
+            elif replayed_all:
                 self.whole.add(copy)
+            else:
+                self.whole.discard(copy)
             copy.restored()
         self._close(set(self.copies.held()) - self.held)
         for partition in sorted(self.held - set(self.copies.held())):
@@ -245,10 +264,25 @@ class World:
             self.complete(self.rng.randrange(self.generation))
         assert self.dump() == before, "a stale completion changed the copies"
 
-    def _catch_up(self, copy: PartitionCopy[int]) -> None:
-        """Recovery replays the changelog into a held copy up to its end."""
+    def _catch_up(self, copy: PartitionCopy[int]) -> bool:
+        """Recovery replays the changelog into a held copy up to its end, once its lane is idle; False
+        if the replay began past records the copy lacks (they never reach the index)."""
+        self.apply_lane(copy.partition)
+        replayed_all = self.replays.get(copy.partition, -1) <= copy.offset
         self.stored[copy.partition] = self.end[copy.partition]
         copy.took(self.end[copy.partition], None)
+        return replayed_all
+
+    def apply_lane(self, partition: int | None = None) -> None:
+        """A partition's lane applies what it queued (a random one if ``partition`` is None)."""
+        if partition is None:
+            if not self.lane:
+                return
+            partition = self.rng.choice(sorted(self.lane))
+        offset = self.lane.pop(partition, None)
+        copy = self.copies.get(partition)
+        if offset is not None and copy is not None and copy.state in (CopyState.SERVING, CopyState.RESTORING):
+            copy.took(offset, None)
 
     def build_ends(self) -> None:
         building = [c for c in self.copies.held().values() if c.state is CopyState.BUILDING]
@@ -274,7 +308,7 @@ class World:
         applied = copy.admit(self.end[partition], self.end[partition])
         assert applied == (state in (CopyState.SERVING, CopyState.RESTORING)), "a building copy was written"
         if applied:
-            copy.took(self.end[partition], None)
+            self.lane[partition] = self.end[partition]  # the store has it; the index when the lane applies it
 
     def fail(self) -> None:
         held = list(self.copies.held().values())
@@ -282,6 +316,7 @@ class World:
             copy = self.rng.choice(held)
             assert copy.rebuild() and copy.state is CopyState.BUILDING and copy.pending == []
             self.whole.discard(copy)
+            self.lane.pop(copy.partition, None)  # the build reads the store instead
 
     def take_snapshot(self) -> None:
         covered = self.copies.covering()
@@ -296,10 +331,12 @@ class World:
             copy.close()
         self.copies = Copies()
         self.held = set()
+        self.lane = {}
         self.rebalance()
         for partition, offset in sorted(self.snapshot.items()):
             if partition in self.held and usable(self.stored[partition], offset):
                 self.copies.restore(partition, offset, Progress())
+        self._recover()  # the snapshot is loaded in on_rebalance, before Faust asks
 
     def expire(self) -> None:
         self.now += self.rng.choice([1.0, 10.0, KEEP])
@@ -327,7 +364,7 @@ class World:
 
 
 STEPS = ["rebalance", "complete", "complete_stale", "build_ends", "build_ends", "write", "write", "write", "fail",
-         "take_snapshot", "crash", "expire"]
+         "take_snapshot", "crash", "expire", "apply_lane"]
 
 
 @pytest.mark.parametrize("seed", range(200))
