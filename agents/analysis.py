@@ -9,10 +9,10 @@ batch of newly indexed documents it
   (``novel`` alerts below the threshold; see :mod:`index.uses.novelty`);
 * feeds embedding health (:mod:`index.uses.health`; ``drift`` alerts);
 
-then produces the batch's alerts and waits for the broker's acks, before the ingest agent
-acknowledges the batch: an alert is produced at least once. A batch that is retried (an
-alert send failed) is counted twice by health; its alerts are produced again, which at
-least once allows. Matching and novelty's searches run in a thread pool, not on the loop;
+then produces the batch's alerts and waits for the broker's acks, before the ingest agent sends
+the batch's progress record (after which a redelivery skips its events): an alert is produced
+at least once. A batch that is retried (an alert send failed) is counted twice by health; its
+alerts are produced again, which at least once allows. Matching and novelty's searches run in a thread pool, not on the loop;
 health's few additions per document run on the loop, so ``/stats`` reads a consistent state.
 """
 

@@ -10,9 +10,13 @@ A batch goes through four steps, and only after the last are its events acknowle
 2. **Embed.** The texts that need the model go to it in one call. If that fails, they go one by
    one; a text that fails while the model still embeds a probe text is refused alone
    (``embed_failed``), and the batch is decided again without it.
-3. **Make durable.** Each partition's records and its new progress record go to the changelog,
-   the dead letters to their topic, and every send is acknowledged by the broker
-   (:mod:`agents.producer`); then the observers (alerts and the like) see the batch.
+3. **Make durable.** The dead letters go to their topic and the observers (alerts and the like)
+   see the batch; then each partition's records and its new progress record go to the changelog.
+   Every send is acknowledged by the broker (:mod:`agents.producer`) before the next. The
+   progress record is what makes a redelivery skip an event, so it goes last: a crash or an
+   abandoned batch before it produces the batch's dead letters and alerts again on redelivery (at
+   least once), and none after it is lost. (They once went after it: a crash in between, or an
+   alerts topic down across a rebalance, lost them for good; review finding SP-2.)
 4. **Apply.** The acknowledged records go into RocksDB and the index
    (:meth:`tables.indexed_store.IndexedStore.commit`).
 
@@ -138,6 +142,17 @@ class _Measured(NamedTuple):
 
 
 @dataclass
+class _Kept:
+    """What a batch keeps over its retries: the model's vectors by text and what it measured of
+    each, and whether the dead letters and alerts went out (a retry after the changelog send failed
+    does not produce them again; a redelivery does)."""
+
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    measured: dict[str, _Measured] = field(default_factory=dict)
+    side_outputs_sent: bool = False
+
+
+@dataclass
 class _Write:
     """An accepted event and the record it leaves (None: a delete of a document never stored)."""
 
@@ -211,12 +226,11 @@ class IngestProcessor:
         rebalance or the worker's stop (False): then the batch is left for the partitions' next
         owner (which may be this worker) to read again from their progress records.
         """
-        vectors: dict[str, np.ndarray] = {}  # the model's vectors by text: kept over retries
-        measured: dict[str, _Measured] = {}  # and what it measured of each text, for the observers
+        kept = _Kept()
         attempt = 0
         while True:
             try:
-                await self._process_once(batch, vectors, measured)
+                await self._process_once(batch, kept)
             except Stalled as exc:
                 cause, error = exc.cause, str(exc)
             except Exception as exc:  # noqa: BLE001 — a bug must stall the batch, never lose it
@@ -241,20 +255,22 @@ class IngestProcessor:
                 return False
             attempt += 1
 
-    async def _process_once(self, batch: Sequence[EventT], vectors: dict[str, np.ndarray],
-                            measured: dict[str, _Measured]) -> None:
+    async def _process_once(self, batch: Sequence[EventT], kept: _Kept) -> None:
         refused: dict[_Where, DeadLetter] = {}
         stored = await self._stored_progress(batch)
         decisions = self._decide(batch, stored, refused)
-        while await self._embed(decisions.writes, refused, vectors, measured):
+        while await self._embed(decisions.writes, refused, kept.vectors, kept.measured):
             decisions = self._decide(batch, stored, refused)  # a text failed alone: decide without it
         if decisions.skipped:
             logger.info("partitions %s: %d redelivered events were already processed; skipped",
                         sorted(decisions.progress) or _partitions(batch), decisions.skipped)
-        writes = [_with_vector(write, vectors) for write in decisions.writes]
+        writes = [_with_vector(write, kept.vectors) for write in decisions.writes]
         records = self._records(writes, decisions)
-        offsets = await self._make_durable(records, decisions.refused)
-        await self._notify(writes, measured)
+        if not kept.side_outputs_sent:
+            await self._send(dead_letter_records(decisions.refused, self.dead_letter_topic))
+            await self._notify(writes, kept.measured)
+            kept.side_outputs_sent = True
+        offsets = await self._make_durable(records)
         indexing = self._apply(records, offsets, writes)
         await self._read_holes_again(decisions)
         self.status.embeddings_reused += sum(write.reused for write in writes)
@@ -448,20 +464,21 @@ class IngestProcessor:
             records[partition][progress.KEY] = progress.encode(counts)
         return records
 
-    async def _make_durable(self, records: Mapping[int, Mapping[bytes, bytes]],
-                            refused: list[DeadLetter]) -> dict[int, int]:
-        """Send every partition's records and the dead letters; wait for every ack. Returns each
+    async def _make_durable(self, records: Mapping[int, Mapping[bytes, bytes]]) -> dict[int, int]:
+        """Send every partition's records to the changelog; wait for every ack. Returns each
         partition's changelog offset after the batch (its progress record's, sent last)."""
         changelog = self.table.changelog_topic_name
         outgoing = [Outgoing(changelog, key, value, partition)
                     for partition, partition_records in records.items() for key, value in partition_records.items()]
-        outgoing += dead_letter_records(refused, self.dead_letter_topic)
+        acks = await self._send(outgoing)
+        return {record.partition: ack.offset for record, ack in zip(outgoing, acks, strict=True)
+                if record.key == progress.KEY and record.partition is not None}
+
+    async def _send(self, outgoing: list[Outgoing]) -> list[RecordMetadata]:
         try:
-            acks = await self.sender.send_all(outgoing)
+            return await self.sender.send_all(outgoing)
         except BrokerUnavailable as exc:
             raise Stalled("broker", str(exc)) from exc
-        return {record.partition: ack.offset for record, ack in zip(outgoing, acks, strict=True)
-                if record.key == progress.KEY and record.topic == changelog and record.partition is not None}
 
     async def _notify(self, writes: list[_Write], measured: Mapping[str, _Measured]) -> None:
         if not self.observers or not writes:

@@ -2,9 +2,10 @@
 
 Watchlist alerts, novelty and embedding health need each new document's vector in the
 same pass that embedded it (docs/architecture.md "Where this is going"), not a second read of the
-table. The ingest processor calls every :class:`BatchObserver` once per batch, after the
-batch's writes are durable and before its events are acknowledged, so whatever an
-observer produces is produced at least once per event.
+table. The ingest processor calls every :class:`BatchObserver` once per batch, before the
+batch's changelog records and progress record are sent: the progress record makes a redelivery
+skip the batch's events, so whatever an observer produces (and has acknowledged by the broker
+when ``on_batch`` returns) is produced at least once per event, and again if the batch is redone.
 """
 
 from __future__ import annotations

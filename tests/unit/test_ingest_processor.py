@@ -36,6 +36,7 @@ DIM = 4
 EVENTS = "app-events"
 CHANGELOG = "app-vectors-changelog"
 DEAD = "app-dead-letters"
+ALERTS = "app-alerts"
 
 
 @pytest.fixture(autouse=True)
@@ -480,6 +481,66 @@ def test_a_failing_observer_stalls_the_batch_and_sees_it_again() -> None:
     [(indexed, deleted)] = rig.observer.batches
     assert [(d.id, d.embedded, d.event_ts, d.text) for d in indexed] == [("a", True, 7.0, "one")]
     assert [d.id for d in deleted] == ["z"] and rig.status.retries["observer"] == 1
+
+
+class AlertingObserver(Observer):
+    """Sends one alert per indexed document through the ingest producer, as the analysis agent does."""
+
+    def __init__(self, producer: Producer) -> None:
+        super().__init__()
+        self.producer = producer
+
+    async def on_batch(self, indexed: Sequence[IndexedDocument], deleted: Sequence[DeletedDocument]) -> None:
+        await super().on_batch(indexed, deleted)
+        await self.producer.send_all([Outgoing(ALERTS, d.id.encode(), b"alert") for d in indexed])
+
+
+class ChangelogRefused(Producer):
+    """Acknowledges everything but the changelog's records, ``refuse`` times (a changelog partition's
+    leader down while the alerts and dead-letter topics answer)."""
+
+    def __init__(self, refuse: int) -> None:
+        super().__init__()
+        self.refuse = refuse
+
+    async def send_all(self, records: Sequence[Outgoing]) -> list[RecordMetadata]:
+        if self.refuse and any(record.topic == CHANGELOG for record in records):
+            self.refuse -= 1
+            raise BrokerUnavailable("Kafka did not acknowledge: not the leader")
+        return await super().send_all(records)
+
+
+def alerting(rig: Rig) -> Rig:
+    rig.processor.observers = (AlertingObserver(rig.producer),)
+    return rig
+
+
+def test_the_progress_record_goes_after_the_batchs_dead_letters_and_alerts() -> None:
+    """Review finding SP-2: the progress record makes a redelivery skip the batch, so whatever the
+    batch produces must be acknowledged before it, or a crash in between loses it for good."""
+    rig = alerting(Rig())
+    assert rig.run(rig.event({"id": "a", "text": "one"}), rig.source(b"b", b"{not json"))
+    topics = [record.topic if record.key != progress.KEY else "progress" for record in rig.producer.sent]
+    assert topics == [DEAD, ALERTS, CHANGELOG, "progress"]
+
+
+def test_a_changelog_send_that_fails_is_retried_without_producing_the_side_outputs_again() -> None:
+    rig = alerting(Rig(producer=ChangelogRefused(refuse=2)))
+    assert rig.run(rig.event({"id": "a", "text": "one"}), rig.source(b"b", b"{not json"))
+    assert [r.topic for r in rig.producer.sent if r.topic in (DEAD, ALERTS)] == [DEAD, ALERTS]
+    assert rig.status.retries["broker"] == 2 and rig.total()["indexed"] == 1
+
+
+def test_a_batch_left_before_its_progress_record_produces_its_side_outputs_again_when_redelivered() -> None:
+    """A crash (or a rebalance) after the alerts and before the progress record: the next owner
+    reads the events again and produces their alerts and dead letters again (at least once)."""
+    rig = alerting(Rig(producer=ChangelogRefused(refuse=1), may_retry=False))
+    batch = [rig.event({"id": "a", "text": "one"}), rig.source(b"b", b"{not json")]
+    assert rig.run(*batch) is False and rig.total()["indexed"] == 0
+    rig.may_retry = True
+    assert rig.run(*batch)
+    assert [r.topic for r in rig.producer.sent if r.topic in (DEAD, ALERTS)] == [DEAD, ALERTS, DEAD, ALERTS]
+    assert rig.total() == {**dict.fromkeys(OUTCOMES, 0), "indexed": 1, "dead_lettered": 1}
 
 
 def test_a_stalled_batch_is_left_unacknowledged_when_a_rebalance_begins() -> None:
