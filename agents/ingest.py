@@ -360,15 +360,17 @@ class IngestProcessor:
         return "deleted" if event.op == "delete" else "indexed"
 
     def _write_for(self, source: EventT, event: Event, prior: _Prior | None) -> _Write:
-        """The record an accepted event leaves: versions only grow, so a delete keeps the highest seen."""
+        """The record an accepted event leaves: versions only grow, so an event without one (a delete,
+        or an upsert) keeps the highest seen. An unversioned upsert once stored no version, and an
+        older versioned event resent after it was indexed (review finding SP-21)."""
+        version = event.version if event.version is not None else (prior.version if prior else None)
         if event.op == "delete":
-            version = event.version if event.version is not None else (prior.version if prior else None)
             if prior is None and version is None:
                 return _Write(source, event, None)  # nothing stored, nothing to remember
             return _Write(source, event, codec.Record(vector=None, version=version, ts=event.ts,
                                                       source=(source.message.topic, source.message.offset)))
         where = (source.message.topic, source.message.offset)
-        record = codec.Record(vector=event.vector, metadata=event.metadata, version=event.version,
+        record = codec.Record(vector=event.vector, metadata=event.metadata, version=version,
                               text_hash=event.text_hash, ts=event.ts,
                               text=event.text if self.options.store_text else None, source=where)
         if event.vector is not None:

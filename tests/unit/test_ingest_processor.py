@@ -398,6 +398,20 @@ def test_versions_only_grow_a_delete_without_version_keeps_the_stored_one() -> N
     assert all(record.value is not None for record in rig.producer.sent if record.topic == CHANGELOG)
 
 
+def test_versions_only_grow_an_upsert_without_version_keeps_the_stored_one() -> None:
+    """Review finding SP-21: v5, then an unversioned upsert, then v3 resent (a replayed dead letter)."""
+    rig = Rig()
+    rig.run(rig.event({"id": "d", "text": "x", "version": 5}))
+    unversioned = "an edit from a producer without versions"
+    rig.run(rig.event({"id": "d", "text": unversioned}))
+    assert (rig.stored("d").version, rig.stored("d").text) == (5, unversioned)  # type: ignore[union-attr]
+    rig.run(rig.event({"id": "d", "text": "an old edit", "version": 3}))
+    rig.run(rig.event({"id": "d", "text": "the edit of v5 again", "version": 5}))
+    assert rig.stored("d").text == unversioned and rig.total()["stale"] == 2  # type: ignore[union-attr]
+    rig.run(rig.event({"id": "d", "text": "a newer edit", "version": 6}))
+    assert rig.stored("d").version == 6 and rig.total()["indexed"] == 3  # type: ignore[union-attr]
+
+
 def test_a_record_too_large_for_the_changelog_is_refused_before_the_model_runs() -> None:
     rig = Rig(options=Options(max_record_bytes=200))
     rig.run(rig.event({"id": "big", "text": "words " * 40}), rig.event({"id": "ok", "text": "fine"}))
