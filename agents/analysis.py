@@ -42,10 +42,19 @@ OnDetected = Callable[[str, Sequence[float]], None]
 _NOVELTY_K = 8  # index hits per document; more only when all of them belong to the batches (index.uses.novelty)
 _BUILD_POLL = 0.05  # seconds between looks at a partition index being built
 _WATCHLIST_WAIT = 5.0
+_BUILD_WAIT = 5.0
+"""Longest wait inside a batch for the active partitions' indexes (novelty compares with them).
+The wait once had no bound: a batch waiting through a rebalance kept Faust's ``wait_empty``
+from ending, so the member missed the rebalance timeout and was evicted (review finding SP-16).
+Past it the batch fails, ingest retries it, and leaves it to the next owner on a rebalance."""
 
 
 class WatchlistNotRead(StreamvecError):
     """The worker has not read the whole watchlist yet: the batch must wait."""
+
+
+class IndexNotBuilt(StreamvecError):
+    """An active partition's index is still being built: novelty cannot be measured yet."""
 
 
 class AlertCounts:
@@ -79,7 +88,11 @@ class Novelty:
         self._recent: Recent | None = None
 
     async def nearest(self, ids: list[str], vectors: np.ndarray) -> list[Nearest]:
+        deadline = time.monotonic() + _BUILD_WAIT
         while not self.table.actives_built():  # an index is still being built after a rebalance
+            if time.monotonic() >= deadline:
+                raise IndexNotBuilt(f"the index of an active partition is still being built after {_BUILD_WAIT:.0f} s; "
+                                    "novelty is measured once it is whole (the batch is retried)")
             await asyncio.sleep(_BUILD_POLL)
         actives = self.table.actives()
         recent = self._recent or Recent.empty(vectors.shape[1])

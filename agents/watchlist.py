@@ -31,6 +31,7 @@ from faust.types import EventT
 
 from agents.deadletters import DeadLetter, dead_letter_records, refusal
 from agents.ingest import Sender
+from index.exceptions import StreamvecError
 from index.records import codec
 from index.records.events import Event, EventError, Limits, apply_limits, parse_event
 from index.uses.watchlist import Pattern, Watchlist, pattern_options, supersedes
@@ -39,6 +40,14 @@ from agents.producer import Outgoing
 logger = logging.getLogger(__name__)
 _RESTART_PAUSE = 2.0
 _PROBE_TEXT = "streamvec model probe"
+CATCH_UP_WAIT = 10.0
+"""Longest wait inside a batch for the patterns reader to reach the topic's end. Unbounded, a
+reader that is down held the batch through a rebalance (Faust's ``wait_empty`` has no timeout),
+and the member was evicted (review finding SP-16); past it the batch fails and is retried."""
+
+
+class PatternsBehind(StreamvecError):
+    """The patterns topic has not been read to its end yet: the watchlist batch must wait."""
 
 
 class PatternReader:
@@ -166,7 +175,12 @@ class WatchlistProcessor:
         self.limits = limits
 
     async def process(self, batch: Sequence[EventT]) -> None:
-        await self.reader.caught_up()
+        try:
+            await asyncio.wait_for(self.reader.caught_up(), CATCH_UP_WAIT)
+        except asyncio.TimeoutError:
+            raise PatternsBehind(f"the patterns topic {self.reader.topic} was not read to its end within "
+                                 f"{CATCH_UP_WAIT:.0f} s; the batch is retried (see the worker log for the reader)") \
+                from None
         refused: list[DeadLetter] = []
         changes = self._accept(batch, refused)
         await self._embed(changes, refused)
