@@ -9,7 +9,8 @@ copy has one :class:`CopyState`, and a transition the table below does not allow
 
 * ``BUILDING``: read from the local store into the index; writes that arrive meanwhile wait.
 * ``RESTORING``: already in the index up to a changelog offset (a snapshot's partition, or one
-  taken back); recovery replays the changelog after it, and the copy serves once that is in.
+  taken back); recovery replays the changelog after it, and the copy serves once its recovery
+  completed and it has taken the records its local store had when it began restoring.
 * ``SERVING``: built and fed in offset order; it answers queries.
 * ``SUSPENDED``: its partition moved away; hidden from queries, writes dropped, its graph nodes
   kept for ``keep_moved`` seconds in case it comes back (then only the changelog written
@@ -65,7 +66,8 @@ def usable(stored: int | None, covered: int) -> bool:
 class PartitionCopy(Generic[W]):
     """One partition's documents in the index, the changelog offset and progress record they reflect."""
 
-    def __init__(self, partition: int, state: CopyState, offset: int = -1, applied: Progress | None = None) -> None:
+    def __init__(self, partition: int, state: CopyState, offset: int = -1, applied: Progress | None = None,
+                 until: int = -1) -> None:
         self.partition = partition
         self._state = state
         self._lock = threading.Lock()
@@ -73,6 +75,8 @@ class PartitionCopy(Generic[W]):
         self.applied = applied if applied is not None else Progress()  # what ingest had done, as the index has it
         self.pending: list[tuple[W, int]] = []  # writes (and their changelog offset) that came during a build
         self.since: float | None = None  # when it was suspended
+        self.until = until  # restoring: the local store's offset when it began; it serves only once it took that far
+        self._recovered = False  # restoring: its recovery completed
 
     @property
     def state(self) -> CopyState:
@@ -101,11 +105,14 @@ class PartitionCopy(Generic[W]):
             return self._state in (CopyState.SERVING, CopyState.RESTORING)
 
     def took(self, offset: int, applied: Progress | None) -> None:
-        """The index has the writes up to ``offset``, and the progress record ``applied`` if any."""
+        """The index has the writes up to ``offset``, and the progress record ``applied`` if any; a
+        restoring copy whose recovery completed serves once that reaches :attr:`until`."""
         with self._lock:
             if applied is not None:
                 self.applied = applied
             self.offset = max(self.offset, offset)
+            if self._state is CopyState.RESTORING and self._recovered:
+                self._serve_if_caught_up()
 
     def rebuild(self) -> bool:
         """Start over from the local store (an index update or a build failed); False if stopped."""
@@ -134,13 +141,24 @@ class PartitionCopy(Generic[W]):
             return pending
 
     def restored(self) -> bool:
-        """Recovery's replay is in the index: a restoring copy serves. A copy that fell back to a build
-        meanwhile serves when that ends (it may have), and a stopped one never: False for those."""
+        """Its recovery completed and what recovery delivered is in the index: a restoring copy serves
+        if it has taken the records its store had when it began (:attr:`until`), else when it has
+        (:meth:`took`). Faust completes a rebalance's recovery without reading a standby's changelog:
+        a standby copy taken back 1,500 records behind its store once served without them, and the
+        next rebalance replayed after the store's offset, so they never came (the rebalance storm
+        with standbys, 2026-12-07). A copy that fell back to a build meanwhile serves when that ends
+        (it may have), and a stopped one never. True if it serves now."""
         with self._lock:
             if self._state is not CopyState.RESTORING:
                 return False
-            self._move(CopyState.SERVING)
-            return True
+            self._recovered = True
+            return self._serve_if_caught_up()
+
+    def _serve_if_caught_up(self) -> bool:
+        if self.offset < self.until:
+            return False
+        self._move(CopyState.SERVING)
+        return True
 
     def close(self, keep: bool = False) -> None:
         """Stop writing it: suspended if ``keep`` and it serves (its nodes may be kept), else closed."""
@@ -148,11 +166,12 @@ class PartitionCopy(Generic[W]):
             self._move(CopyState.SUSPENDED if keep and self._state is CopyState.SERVING else CopyState.CLOSED)
             self.pending = []
 
-    def resume(self) -> None:
-        """A suspended copy taken back: recovery replays the changelog after its offset into it."""
+    def resume(self, until: int) -> None:
+        """A suspended copy taken back over a local store at ``until``: recovery replays the changelog
+        after the copy's offset into it."""
         with self._lock:
             self._move(CopyState.RESTORING)
-            self.since = None
+            self.since, self.until, self._recovered = None, until, False
 
 
 class Copies(Generic[W]):
@@ -195,9 +214,10 @@ class Copies(Generic[W]):
         """A new copy of ``partition``, to be built from the local store."""
         return self._add(PartitionCopy(partition, CopyState.BUILDING))
 
-    def restore(self, partition: int, offset: int, applied: Progress) -> PartitionCopy[W]:
-        """A new copy of ``partition`` whose documents are in the index up to ``offset`` (a snapshot's)."""
-        return self._add(PartitionCopy(partition, CopyState.RESTORING, offset, applied))
+    def restore(self, partition: int, offset: int, applied: Progress, until: int) -> PartitionCopy[W]:
+        """A new copy of ``partition`` whose documents are in the index up to ``offset`` (a snapshot's),
+        over a local store at ``until``."""
+        return self._add(PartitionCopy(partition, CopyState.RESTORING, offset, applied, until))
 
     def _add(self, copy: PartitionCopy[W]) -> PartitionCopy[W]:
         if copy.partition in self._copies:
@@ -254,9 +274,10 @@ class Copies(Generic[W]):
             del self._copies[copy.partition]
         return found
 
-    def resume(self, copy: PartitionCopy[W]) -> None:
-        """A taken-back copy goes on: recovery replays after its offset (see :meth:`replay_from`)."""
-        copy.resume()
+    def resume(self, copy: PartitionCopy[W], until: int) -> None:
+        """A taken-back copy goes on over a store at ``until``: recovery replays after its offset (see
+        :meth:`replay_from`)."""
+        copy.resume(until)
         self._add(copy)
 
     def expire(self, now: float, keep: float) -> list[int]:

@@ -86,16 +86,17 @@ class IndexFeed:
         slot = self._open(self.copies.build(partition))
         slot.lane.submit(self._build_chunk, slot, None)
 
-    def restore(self, partition: int, offset: int, applied: Progress) -> None:
-        """A copy whose documents are in the index up to ``offset`` (see :meth:`Copies.restore`)."""
-        self._open(self.copies.restore(partition, offset, applied))
+    def restore(self, partition: int, offset: int, applied: Progress, until: int) -> None:
+        """A copy whose documents are in the index up to ``offset``, over a local store at ``until``
+        (see :meth:`Copies.restore`)."""
+        self._open(self.copies.restore(partition, offset, applied, until))
 
     def take_back(self, returned: list[PartitionCopy[list[Op]]]) -> None:
         """Resume the suspended copies of partitions that came back, when the local store has kept
         up with them; else drop their nodes (the partition is then built). On a pool thread."""
         for copy in returned:
             stored = self._source.stored_offset(copy.partition)
-            if not usable(stored, copy.offset):
+            if stored is None or not usable(stored, copy.offset):
                 logger.warning("partition %d came back, but its local store (changelog offset %s) is behind its "
                                "index copy (%d); building it from the store instead", copy.partition, stored,
                                copy.offset)
@@ -104,17 +105,19 @@ class IndexFeed:
                 continue
             documents = self.index.resume_partition(copy.partition)
             away = time.monotonic() - (copy.since or 0.0)
-            self.copies.resume(copy)
+            self.copies.resume(copy, until=stored)
             self._open(copy)
             logger.info("partition %d came back after %.1f s: %d documents taken back into the index; the changelog "
-                        "after offset %d is replayed", copy.partition, away, documents, copy.offset)
+                        "after offset %d is replayed, and it answers once it reached %d (its local store's)",
+                        copy.partition, away, documents, copy.offset, stored)
 
     def _open(self, copy: PartitionCopy[list[Op]]) -> _Slot:
         slot = self._slots[copy.partition] = _Slot(copy, Lane(self.pool))
         return slot
 
     async def restored(self, partitions: set[int]) -> None:
-        """Once the replay queued for the restoring copies of ``partitions`` is in the index, they serve."""
+        """Their recovery completed: once the replay queued for the restoring copies of ``partitions``
+        is in the index, each serves if it has caught up with its store (see :meth:`PartitionCopy.restored`)."""
         restoring = [self._slots[copy.partition] for copy in self.copies.restoring(partitions)]
         if restoring:
             await asyncio.get_running_loop().run_in_executor(None, lambda: wait([s.lane.idle() for s in restoring]))

@@ -41,18 +41,19 @@ class Snapshots:
             logger.info("index snapshot not used (%s): held partitions are built from the local store", exc)
             return
         resumed: dict[int, Covered] = {}
+        stores: dict[int, int] = {}
         for partition, covered in sorted(found.partitions.items()):
             if partition not in held:
                 continue
             stored = stored_offset(partition)
-            if usable(stored, covered.offset):
-                resumed[partition] = covered
+            if stored is not None and usable(stored, covered.offset):
+                resumed[partition], stores[partition] = covered, stored
             else:
                 logger.warning("partition %d: the snapshot (changelog offset %d) is ahead of the local store (%s); "
                                "building it from the store instead", partition, covered.offset, stored)
         feed.index.adopt(found.index, set(resumed))
         for partition, covered in resumed.items():
-            feed.restore(partition, covered.offset, progress.decode(covered.progress))
+            feed.restore(partition, covered.offset, progress.decode(covered.progress), until=stores[partition])
         logger.info("index restored from the snapshot of %s in %.2f s: partitions %s, %d documents; the "
                     "changelog after their offsets %s is replayed", time.strftime("%H:%M:%S",
                     time.localtime(found.taken)), time.perf_counter() - started, sorted(resumed), len(feed.index),

@@ -48,7 +48,7 @@ def copy_in(state: CopyState, partition: int = 0) -> PartitionCopy[str]:
 
 ATTEMPTS = {  # the call that asks for each target state
     B: lambda c: c.rebuild() or c._move(B),
-    R: lambda c: c.resume(),
+    R: lambda c: c.resume(until=c.offset),
     S: lambda c: c._move(S),
     U: lambda c: c.close(keep=True) if c.state is S else c._move(U),
     C: lambda c: c.close(),
@@ -124,14 +124,30 @@ def test_a_restored_partition_replays_from_its_copy_until_it_serves() -> None:
     """Review finding SP-4: a second rebalance before the first's replay is in the index must replay
     from the copy's offset again, not from the store's (which is ahead of it)."""
     copies: Copies[str] = Copies()
-    copy = copies.restore(2, 55, Progress())
+    copy = copies.restore(2, 55, Progress(), until=70)
     assert copies.replay_from(2) == 55
     copy.took(60, None)  # some of the replay reached the index before the next rebalance
     assert copies.replay_from(2) == 60
     assert copies.replay_from(3) is None
     with pytest.raises(IllegalTransition, match="already has a restoring copy"):
         copies.build(2)
+    copy.took(70, None)
     assert copy.restored() and copies.replay_from(2) is None  # serving: recovery replays after the store
+
+
+def test_a_restoring_copy_serves_only_once_it_has_what_its_store_had() -> None:
+    """The rebalance storm with standbys (2026-12-07): Faust completes a rebalance's recovery
+    without reading a standby's changelog, so a standby copy taken back 1,500 records behind its
+    store served without them; it must wait until the replay brought it to the store's offset."""
+    copy: PartitionCopy[str] = PartitionCopy(3, R, offset=1316, until=2550)
+    assert copy.restored() is False and copy.state is R  # recovery completed, the replay not delivered yet
+    copy.took(2000, None)
+    assert copy.state is R
+    copy.took(2550, None)
+    assert copy.state is S
+    early: PartitionCopy[str] = PartitionCopy(4, R, offset=10, until=20)
+    early.took(25, None)  # the replay came before the recovery completed: it serves at completion
+    assert early.state is R and early.restored() and early.state is S
 
 
 def test_a_moved_partition_is_kept_until_it_expires_or_is_taken_back_from_its_offset() -> None:
@@ -148,7 +164,7 @@ def test_a_moved_partition_is_kept_until_it_expires_or_is_taken_back_from_its_of
     back = copies.take_back({1, 2, 5})
     assert [c.partition for c in back] == [1, 2]
     assert copies.expire(now=1060.0, keep=60) == [0]  # the taken-back ones are out of its reach
-    copies.resume(back[0])
+    copies.resume(back[0], until=101)
     assert copies.get(1) is back[0] and back[0].state is R and back[0].since is None
     assert copies.replay_from(1) == 101
     back[1].close()  # its store was behind: built instead
@@ -159,7 +175,7 @@ def test_a_moved_partition_is_kept_until_it_expires_or_is_taken_back_from_its_of
 def test_only_a_serving_copy_is_kept_suspended() -> None:
     copies: Copies[str] = Copies()
     copies.build(0)
-    copies.restore(1, 3, Progress())
+    copies.restore(1, 3, Progress(), until=3)
     assert [c.state for c in copies.close([0, 1], keep=True)] == [C, C]
     with pytest.raises(IllegalTransition, match="cannot be kept suspended"):
         copies.suspended(copy_in(C), now=0.0)
@@ -169,7 +185,7 @@ def test_a_snapshot_covers_serving_copies_and_is_skipped_when_nothing_moved() ->
     copies: Copies[str] = Copies()
     copies.build(0).drain()
     copies.build(1)  # still building: not covered
-    copies.restore(2, 8, Progress())  # still restoring: not covered
+    copies.restore(2, 8, Progress(), until=8)  # still restoring: not covered
     covered = copies.covering()
     assert {p: offset for p, (offset, _) in covered.items()} == {0: -1}
     copies.saved({0: -1})
@@ -200,6 +216,7 @@ class World:
         self.whole: set[PartitionCopy[int]] = set()  # copies whose documents are all in the index (built, or replayed)
         self.lane: dict[int, int] = {}  # per partition, the last write its lane has queued but not applied yet
         self.replays: dict[int, int] = {}  # per held partition, the offset recovery replays after (what Faust was told)
+        self.delivered: dict[int, int] = {}  # per copy's partition, the last offset handed to it (lane, replay, build)
 
     def dump(self) -> dict[int, tuple[CopyState, int, int, float | None]]:
         return {p: (c.state, c.offset, len(c.pending), c.since) for p, c in self.copies._copies.items()}
@@ -214,7 +231,8 @@ class World:
         self.held = held
         for copy in self.copies.take_back(held):
             if usable(self.stored[copy.partition], copy.offset):
-                self.copies.resume(copy)
+                self.copies.resume(copy, until=self.stored[copy.partition])  # type: ignore[arg-type]
+                self.delivered[copy.partition] = copy.offset
             else:
                 copy.close()
                 self.closed.append(copy)
@@ -245,13 +263,12 @@ class World:
         if self.copies.current(generation) is not None:
             return
         for copy in self.copies.restoring(self.held):
-            replayed_all = self._catch_up(copy)
+            if self.rng.random() < 0.5:  # a standby: Faust completes its recovery without reading its changelog
+                assert copy.restored() == (copy.offset >= copy.until), "a copy serves before it has what its store had"
+                continue
+            self._catch_up(copy)
             if self.rng.random() < 0.2:  # an index update fails while the replay is waited for
                 copy.rebuild()
-                self.whole.discard(copy)
-            elif replayed_all:
-                self.whole.add(copy)
-            else:
                 self.whole.discard(copy)
             copy.restored()
         self._close(set(self.copies.held()) - self.held)
@@ -264,14 +281,14 @@ class World:
             self.complete(self.rng.randrange(self.generation))
         assert self.dump() == before, "a stale completion changed the copies"
 
-    def _catch_up(self, copy: PartitionCopy[int]) -> bool:
-        """Recovery replays the changelog into a held copy up to its end, once its lane is idle; False
-        if the replay began past records the copy lacks (they never reach the index)."""
+    def _catch_up(self, copy: PartitionCopy[int]) -> None:
+        """Recovery delivers the changelog after where it replays from into a restoring copy, in order,
+        up to its end; if that began past records the copy lacks, they never reach the index."""
         self.apply_lane(copy.partition)
-        replayed_all = self.replays.get(copy.partition, -1) <= copy.offset
-        self.stored[copy.partition] = self.end[copy.partition]
+        if self.replays.get(copy.partition, -1) > copy.offset:
+            self.whole.discard(copy)
+        self.stored[copy.partition] = self.delivered[copy.partition] = self.end[copy.partition]
         copy.took(self.end[copy.partition], None)
-        return replayed_all
 
     def apply_lane(self, partition: int | None = None) -> None:
         """A partition's lane applies what it queued (a random one if ``partition`` is None)."""
@@ -294,21 +311,27 @@ class World:
             for _, offset in pending:
                 copy.took(offset, None)
         self.whole.add(copy)
+        self.delivered[copy.partition] = max(copy.offset, self.delivered.get(copy.partition, -1))
 
     def write(self) -> None:
         partition = self.rng.randrange(PARTITIONS)
+        copy = self.copies.get(partition) if partition in self.held else None
+        if copy is not None and copy.state is CopyState.RESTORING:
+            self._catch_up(copy)  # the replay comes before any newer record
         self.end[partition] += 1
         if partition not in self.held:
             return
+        stored = self.stored[partition]
+        if copy is not None and copy.serving and self.delivered.get(partition, copy.offset) < (stored or -1):
+            self.whole.discard(copy)  # records its store has never reached it, and only newer ones come now
         self.stored[partition] = self.end[partition]
-        copy = self.copies.get(partition)
         if copy is None:
             return
         state = copy.state
         applied = copy.admit(self.end[partition], self.end[partition])
         assert applied == (state in (CopyState.SERVING, CopyState.RESTORING)), "a building copy was written"
         if applied:
-            self.lane[partition] = self.end[partition]  # the store has it; the index when the lane applies it
+            self.lane[partition] = self.delivered[partition] = self.end[partition]  # the index has it once applied
 
     def fail(self) -> None:
         held = list(self.copies.held().values())
@@ -331,11 +354,13 @@ class World:
             copy.close()
         self.copies = Copies()
         self.held = set()
-        self.lane = {}
+        self.lane, self.delivered = {}, {}
         self.rebalance()
         for partition, offset in sorted(self.snapshot.items()):
             if partition in self.held and usable(self.stored[partition], offset):
-                self.copies.restore(partition, offset, Progress())
+                restored = self.copies.restore(partition, offset, Progress(), until=self.stored[partition])  # type: ignore[arg-type]
+                self.whole.add(restored)  # the snapshot's documents are right up to its offset
+                self.delivered[partition] = offset
         self._recover()  # the snapshot is loaded in on_rebalance, before Faust asks
 
     def expire(self) -> None:
@@ -359,7 +384,7 @@ class World:
         for copy in self.closed:
             assert copy.state is CopyState.CLOSED and copy.admit(-1, -1) is False and copy.pending == []
             with pytest.raises(IllegalTransition):
-                copy.resume()
+                copy.resume(until=0)
         assert self.copies.ready == all(c.serving for c in self.copies.held().values())
 
 

@@ -198,7 +198,7 @@ def test_a_copy_not_serving_is_dropped_when_its_partition_moves_and_stop_removes
     feed, store = rig
     for partition in range(4):
         built(feed, store, partition, 5, offset=4)
-    feed.restore(4, 3, Progress())
+    feed.restore(4, 3, Progress(), until=3)
     asyncio.run(feed.close({4}, keep=True))  # restoring: not kept
     assert feed.index.suspended() == [] and feed.copies.get(4) is None
     dropped: list[int] = []
