@@ -20,7 +20,7 @@ from app.metrics import Metrics, consumer_lag
 from app.pools import WorkerPools
 from app.http.latest import LatestRecords
 from app.http.openapi import build_openapi
-from app.http.server_log import server_log
+from app.logs import lower_transient_errors, server_log
 from app.search.service import SearchService
 from app.http.uses import UseCaseViews
 from app.http.views import WorkerFacts, register_views
@@ -61,6 +61,7 @@ class Streamvec:
 def create_app(settings: Settings) -> Streamvec:
     """Build the Faust app, the vectors table, the ingest agent, the use cases' agents and tables
     (alerts, recommendations, embedding health) and the HTTP views."""
+    lower_transient_errors()
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,

@@ -15,7 +15,7 @@ from app.search import wire
 from app.http.auth import API_KEY_HEADER, auth_middleware
 from app.search.secret import SECRET_HEADER, ClusterSecret
 from app.http.openapi import build_openapi
-from app.http.server_log import server_log
+from app.logs import server_log
 
 
 def test_a_frame_carries_its_header_and_float32_array() -> None:
