@@ -66,23 +66,24 @@ OMITTED = HEADER_PREFIX + "value-omitted"
 _HEADROOM = 64 << 10  # for the headers and the record's own framing
 
 
-def dead_letter_records(letters: Sequence[DeadLetter], topic: str) -> list[Outgoing]:
+def dead_letter_records(letters: Sequence[DeadLetter], topic: str, omit_values: bool = False) -> list[Outgoing]:
     """The records that put ``letters`` on the dead-letter ``topic``, keyed like the originals.
 
     Kafka can carry a record with neither key nor value, but the producer refuses to write
     one, so such a letter keeps an empty value. A value too large for any record the
-    producer sends (an input topic configured above streamvec's limit) is left out, and the
+    producer sends (an input topic configured above streamvec's limit), or every value with
+    ``omit_values`` (the topic refused a letter as too large), is left out, and the
     ``streamvec-value-omitted`` header says how many bytes it had: the letter still says
     why and where from, so the event can be found at its origin.
     """
-    return [_record(letter, topic) for letter in letters]
+    return [_record(letter, topic, omit_values) for letter in letters]
 
 
-def _record(letter: DeadLetter, topic: str) -> Outgoing:
+def _record(letter: DeadLetter, topic: str, omit_value: bool) -> Outgoing:
     value = b"" if letter.key is None and letter.value is None else letter.value
     headers = letter.headers()
     size = len(letter.key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers)
-    if value and size > MAX_REQUEST_BYTES - _HEADROOM:
+    if value and (omit_value or size > MAX_REQUEST_BYTES - _HEADROOM):
         headers.append((OMITTED, str(len(value)).encode()))
         value = b""
     return Outgoing(topic=topic, key=letter.key, value=value, headers=headers)

@@ -54,7 +54,7 @@ from index.model.embedder import TextEmbeddings
 from index.records.events import Event, EventError, Limits, apply_limits
 from index.exceptions import StreamvecError
 from index.records.progress import Progress
-from agents.producer import BrokerUnavailable, Outgoing
+from agents.producer import BrokerUnavailable, Outgoing, RecordsTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ class IngestProcessor:
         writes = [_with_vector(write, kept.vectors) for write in decisions.writes]
         records = self._records(writes, decisions)
         if not kept.side_outputs_sent:
-            await self._send(dead_letter_records(decisions.refused, self.dead_letter_topic))
+            await self._send_dead_letters(decisions.refused)
             await self._notify(writes, kept.measured)
             kept.side_outputs_sent = True
         offsets = await self._make_durable(records)
@@ -475,6 +475,18 @@ class IngestProcessor:
         acks = await self._send(outgoing)
         return {record.partition: ack.offset for record, ack in zip(outgoing, acks, strict=True)
                 if record.key == progress.KEY and record.partition is not None}
+
+    async def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
+        """The batch's dead letters; if their topic refuses one as too large, all of them again
+        without their values (a header says how many bytes each had), so ingest goes on."""
+        try:
+            await self.sender.send_all(dead_letter_records(letters, self.dead_letter_topic))
+        except RecordsTooLarge as exc:
+            logger.warning("%s; the batch's %d dead letters are sent again without their values (the header "
+                           "streamvec-value-omitted says how many bytes each had)", exc, len(letters))
+            await self._send(dead_letter_records(letters, self.dead_letter_topic, omit_values=True))
+        except BrokerUnavailable as exc:
+            raise Stalled("broker", str(exc)) from exc
 
     async def _send(self, outgoing: list[Outgoing]) -> list[RecordMetadata]:
         try:

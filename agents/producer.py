@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (KafkaError, MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError,
+                             TopicAuthorizationFailedError)
 from aiokafka.structs import RecordMetadata
 
 from index.exceptions import StreamvecError
@@ -40,6 +41,16 @@ worker is not held for long."""
 
 class BrokerUnavailable(StreamvecError):
     """Kafka did not acknowledge a write; nothing of the batch is acknowledged, and it is retried."""
+
+
+class RecordsTooLarge(BrokerUnavailable):
+    """The broker refused a record as larger than its topic takes (``max.message.bytes``): the same
+    record will be refused again, so a caller that can send a smaller one does (review finding
+    SP-12: a dead letter of a 1 MB event, refused by a dead-letter topic created with the 1 MB
+    default, stalled ingest for good)."""
+
+
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,17 @@ class DurableProducer:
             return []
         try:
             return await asyncio.wait_for(self._send(records), REQUEST_TIMEOUT_MS / 1000 + 1)
+        except _TOO_LARGE as exc:
+            await self._discard()
+            topics = sorted({r.topic for r in records})
+            raise RecordsTooLarge(f"topic(s) {', '.join(topics)} refused a record as too large ({type(exc).__name__}); "
+                                  f"raise the topic's max.message.bytes (streamvec creates its topics with "
+                                  f"{MAX_REQUEST_BYTES >> 20} MiB)") from exc
+        except TopicAuthorizationFailedError as exc:
+            await self._discard()
+            raise BrokerUnavailable(f"this worker may not write topic(s) {', '.join(sorted({r.topic for r in records}))} "
+                                    f"({exc}); grant its principal WRITE on them (an ACL); the batch is retried "
+                                    "until then") from exc
         except (KafkaError, OSError, asyncio.TimeoutError) as exc:
             await self._discard()
             hint = (" (a broker without idempotent producers, such as Tansu, needs "

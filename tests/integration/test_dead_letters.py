@@ -24,8 +24,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
-from app.topics import bootstrap
+from agents.deadletters import OMITTED, DeadLetter
+from app.topics import bootstrap, ensure_topic
 from app.settings import Settings
+from tests.support.fixtures import GroupFactory
 from tests.support.group import Group
 from tests.support.kafka import read_topic, sample_texts, send_records
 from tests.support.workers import REPO, Worker, wait_for
@@ -193,3 +195,27 @@ def test_the_cli_says_when_the_topic_or_the_broker_is_missing(run: Run) -> None:
     assert no_topic.returncode == 1 and "never-started-dead-letters does not exist" in no_topic.stderr
     no_broker = run.cli("dead-letters", "replay", env={**run.env, "STREAMVEC_BROKER": "127.0.0.1:1"})
     assert no_broker.returncode == 1 and "cannot read" in no_broker.stderr and "STREAMVEC_BROKER" in no_broker.stderr
+
+
+def test_a_dead_letter_topic_smaller_than_an_input_record_takes_the_letter_without_its_value(
+        group_factory: GroupFactory) -> None:
+    """Review finding SP-12: a dead-letter topic created beforehand with a smaller
+    ``max.message.bytes`` than an input topic's refused the letter of a large bad event, and the
+    batch was retried for ever, so ingest stopped. The letter now goes without its value."""
+    group = group_factory("smalldlq")
+    dead_letters = group.topic_of("dead-letters")
+    asyncio.run(ensure_topic(group.broker, dead_letters, group.partitions, {"max.message.bytes": "500000"}))
+    worker = group.start("a")
+    worker.wait_ready(timeout=300)
+    big = b"{not json " + b"x" * 600_000
+    good = [(doc["id"].encode(), _json(doc)) for doc in sample_texts(100)]
+    send_records(group.broker, group.topic, [(b"big", big), *good])
+    stats = group.wait_consumed(101, timeout=60)
+    assert stats["outcomes"]["indexed"] == 100 and stats["outcomes"]["dead_lettered"] == 1, stats["outcomes"]
+    [record] = read_topic(group.broker, dead_letters)
+    letter = DeadLetter.from_record(record.key, record.value, record.headers)
+    omitted = dict(record.headers).get(OMITTED)
+    print(f"\nthe letter of a {len(big):,}-byte event on a 500,000-byte dead-letter topic: reason {letter.reason}, "
+          f"value {len(letter.value or b'')} bytes, {OMITTED} {omitted!r}")
+    assert (letter.key, letter.reason, letter.value, omitted) == (b"big", "bad_json", b"", str(len(big)).encode())
+    assert "refused a record as too large" in worker.log_path.read_text(errors="replace")

@@ -30,7 +30,7 @@ from index.records import codec, progress
 from index.model.embedder import TextEmbeddings
 from index.records.events import Event, Limits, parse_event
 from index.records.progress import OUTCOMES, Progress
-from agents.producer import BrokerUnavailable, Outgoing
+from agents.producer import BrokerUnavailable, Outgoing, RecordsTooLarge
 
 DIM = 4
 EVENTS = "app-events"
@@ -555,6 +555,26 @@ def test_a_batch_left_before_its_progress_record_produces_its_side_outputs_again
     assert rig.run(*batch)
     assert [r.topic for r in rig.producer.sent if r.topic in (DEAD, ALERTS)] == [DEAD, ALERTS, DEAD, ALERTS]
     assert rig.total() == {**dict.fromkeys(OUTCOMES, 0), "indexed": 1, "dead_lettered": 1}
+
+
+class SmallDeadLetterTopic(Producer):
+    """A dead-letter topic created with a smaller max.message.bytes than the input topic's."""
+
+    async def send_all(self, records: Sequence[Outgoing]) -> list[RecordMetadata]:
+        if any(record.topic == DEAD and len(record.value or b"") > 100 for record in records):
+            raise RecordsTooLarge(f"topic(s) {DEAD} refused a record as too large (MessageSizeTooLargeError)")
+        return await super().send_all(records)
+
+
+def test_a_dead_letter_its_topic_refuses_as_too_large_goes_without_its_value_and_ingest_goes_on() -> None:
+    """Review finding SP-12: the same letter would be refused for ever, and ingest stalled for good."""
+    rig = Rig(producer=SmallDeadLetterTopic())
+    big = b"{not json " + b"x" * 500
+    assert rig.run(rig.source(b"big", big), rig.source(b"small", b"{bad"), rig.event({"id": "ok", "text": "one"}))
+    letters = {letter.key: (letter.value, _headers(letter)) for letter in rig.producer.letters()}
+    assert letters[b"big"] == (b"", {**letters[b"big"][1], "streamvec-value-omitted": str(len(big)).encode()})
+    assert letters[b"big"][1]["streamvec-reason"] == b"bad_json" and letters[b"small"][0] == b""
+    assert rig.total()["dead_lettered"] == 2 and rig.total()["indexed"] == 1 and rig.status.retries == {}
 
 
 def test_a_stalled_batch_is_left_unacknowledged_when_a_rebalance_begins() -> None:
