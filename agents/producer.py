@@ -14,6 +14,7 @@ be left with sequence numbers the broker no longer accepts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,8 +141,22 @@ class DurableProducer:
 
 
 async def _stop_quietly(producer: AIOKafkaProducer, timeout: float = 5.0) -> None:
-    """Stop a producer that may be stuck on an unreachable broker without waiting for it long."""
+    """Stop a producer that may be stuck on an unreachable broker without waiting for it long, and
+    leave nothing of it running.
+
+    aiokafka's ``stop()`` waits for its sender to drain the batches it holds; cancelled by the
+    timeout, it left the sender task retrying them, so an old batch could reach the broker after
+    the next producer's batches, leaving an older version and an older progress record last in
+    the changelog (review finding SP-20). The sender is ended and the connections closed here.
+    """
     try:
         await asyncio.wait_for(producer.stop(), timeout)
     except (asyncio.TimeoutError, KafkaError, OSError) as exc:
-        logger.warning("an old Kafka producer did not stop cleanly (%s); dropped", type(exc).__name__)
+        logger.warning("an old Kafka producer did not stop cleanly (%s); its sender is ended and its connections "
+                       "closed, so none of its batches is sent after the next producer's", type(exc).__name__)
+        task = producer._sender.sender_task  # noqa: SLF001 — aiokafka cannot end a sender its stop() left running
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        with contextlib.suppress(KafkaError, OSError):
+            await producer.client.close()
