@@ -589,7 +589,8 @@ def _is_unchanged(event: Event, prior: _Prior | None, model: str) -> bool:
         same_vector = prior.model == model
     else:
         same_vector = prior.vector is not None and np.array_equal(prior.vector, event.vector)
-    return (same_vector and prior.text_hash == event.text_hash and prior.version == event.version
+    version = event.version if event.version is not None else prior.version  # versions only grow (_write_for)
+    return (same_vector and prior.text_hash == event.text_hash and prior.version == version
             and dict(prior.metadata) == dict(event.metadata))
 
 

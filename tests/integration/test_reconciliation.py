@@ -133,22 +133,22 @@ class Model:
         if event.version is not None and prior is not None and prior.version is not None \
                 and event.version <= prior.version:
             return "stale"
+        # Versions only grow: an event without one (a delete, or an upsert) keeps the stored one, so
+        # that an older upsert cannot bring a deleted document back or overwrite a newer edit.
+        version = event.version if event.version is not None else (prior.version if prior else None)
         if isinstance(event, Delete):
-            # Versions only grow: a delete is remembered with its version, or the stored one when it
-            # has none, so that an older upsert cannot bring the document back.
-            version = event.version if event.version is not None else (prior.version if prior else None)
             if prior is not None or version is not None:
                 self.docs[event.id] = Doc(live=False, version=version)
             return "deleted"
         text = None if event.text is None else event.text[:MAX_TEXT_CHARS]
         look = None if event.vector_seed is None else ("vector", event.id, event.vector_seed)
         same_content = prior is not None and prior.live and prior.text == text
-        if same_content and prior.version == event.version and prior.metadata == event.metadata \
+        if same_content and prior.version == version and prior.metadata == event.metadata \
                 and look in (None, prior.look):
             return "unchanged"
         if look is None:  # text only: the stored vector is reused when the text did not change
             look = prior.look if same_content else ("text", text)
-        self.docs[event.id] = Doc(live=True, version=event.version, text=text, metadata=event.metadata, look=look)
+        self.docs[event.id] = Doc(live=True, version=version, text=text, metadata=event.metadata, look=look)
         return "indexed"
 
     def live(self) -> dict[str, Doc]:

@@ -402,6 +402,8 @@ def test_versions_only_grow_an_upsert_without_version_keeps_the_stored_one() -> 
     """Review finding SP-21: v5, then an unversioned upsert, then v3 resent (a replayed dead letter)."""
     rig = Rig()
     rig.run(rig.event({"id": "d", "text": "x", "version": 5}))
+    rig.run(rig.event({"id": "d", "text": "x"}))  # would store the same record: version 5 kept
+    assert rig.total()["unchanged"] == 1
     unversioned = "an edit from a producer without versions"
     rig.run(rig.event({"id": "d", "text": unversioned}))
     assert (rig.stored("d").version, rig.stored("d").text) == (5, unversioned)  # type: ignore[union-attr]
