@@ -51,6 +51,7 @@ from index.records.events import Event, EventError, Limits, apply_limits
 from index.exceptions import StreamvecError
 from index.records.progress import Progress
 from agents.producer import BrokerUnavailable, Outgoing
+from tables.changelog_reader import ChangelogReader
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ Parser = Callable[[bytes | None, bytes | None], Event]
 OnSearchable = Callable[[str, Sequence[float]], None]
 _PROBE_TEXT = "streamvec model probe"
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 5.0
+_LOUD_GAP = 100
+"""Offsets passed at once from which the log says so at INFO: a deleted prefix or a compacted
+stretch. The markers of a transactional producer are passed in every batch, at DEBUG."""
 _Where = tuple[str, int, int]  # topic, partition, offset of a consumed event
 
 
@@ -90,10 +94,13 @@ class IngestTable(Protocol):
 
 
 class Positions(Protocol):
-    """Where the input partitions begin, reading one again from an offset, and committing where the
-    group resumes them (Faust's consumer)."""
+    """Where the input partitions begin, which offsets of a range hold a record the consumer delivers
+    (read from the broker), reading one again from an offset, and committing where the group
+    resumes them (Faust's consumer)."""
 
     async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
+
+    async def held(self, topic: str, partition: int, start: int, end: int) -> list[int]: ...
 
     async def rewind(self, topic: str, partition: int, offset: int) -> None: ...
 
@@ -251,12 +258,13 @@ class IngestProcessor:
         if decisions.skipped:
             logger.info("partitions %s: %d redelivered events were already processed; skipped",
                         sorted(decisions.progress) or _partitions(batch), decisions.skipped)
+        skipped = await self._settle_gaps(decisions)
         writes = [_with_vector(write, vectors) for write in decisions.writes]
         records = self._records(writes, decisions)
         offsets = await self._make_durable(records, decisions.refused)
         await self._notify(writes, measured)
         indexing = self._apply(records, offsets, writes)
-        await self._read_holes_again(decisions)
+        await self._read_again(skipped)
         self.status.embeddings_reused += sum(write.reused for write in writes)
         for letter in decisions.refused:
             logger.warning("partition %d offset %d: dead-lettered (%s): %s",
@@ -385,17 +393,46 @@ class IngestProcessor:
                 found[partition].begin(topic, offset)
         return found
 
-    async def _read_holes_again(self, decisions: _Decisions) -> None:
-        """Read again what the consumer skipped: an event below others that are done, but not done itself."""
+    async def _settle_gaps(self, decisions: _Decisions) -> dict[tuple[str, int], int]:
+        """Settle each partition's gaps against what the broker holds there
+        (:meth:`index.records.progress.Progress.settle`): offsets that never come as records
+        (transaction markers, aborted, compacted or deleted records) are done. Returns
+        ``{(topic, partition): offset}`` of the records the consumer skipped, to read again.
+
+        A gap whose range cannot be read stays open (its offsets are not done): a later batch
+        settles it, and nothing is read again without the broker's word that a record is there.
+        """
+        skipped: dict[tuple[str, int], int] = {}
         for partition, counts in decisions.progress.items():
-            for topic, offset in counts.holes().items():
-                logger.warning("partition %d: the consumer skipped %s offsets from %d; reading them again",
-                               partition, topic, offset)
+            for topic, gap in counts.gaps().items():
                 try:
-                    await self.positions.rewind(topic, partition, offset)
-                except Exception as exc:
-                    raise Stalled("broker", f"seeking {topic} partition {partition} to offset {offset} failed "
-                                            f"({type(exc).__name__}: {exc})") from exc
+                    held = await self.positions.held(topic, partition, gap.start, gap.stop)
+                except Exception as exc:  # noqa: BLE001 — a broker error leaves the gap for a later batch
+                    logger.warning("partition %d: reading %s offsets %d to %d failed (%s: %s); the gap there stays "
+                                   "open until a later batch settles it", partition, topic, gap.start,
+                                   gap.stop - 1, type(exc).__name__, exc)
+                    continue
+                first = counts.settle(topic, held)
+                if first is not None:
+                    skipped[(topic, partition)] = first
+                passed = (first if first is not None else gap.stop) - gap.start
+                if passed:
+                    logger.log(logging.INFO if passed >= _LOUD_GAP else logging.DEBUG,
+                               "partition %d: %s offsets %d to %d hold no record left to deliver (transaction "
+                               "markers, aborted, compacted or deleted records); passed", partition, topic,
+                               gap.start, gap.start + passed - 1)
+        return skipped
+
+    async def _read_again(self, skipped: Mapping[tuple[str, int], int]) -> None:
+        """Seek back to each record the consumer skipped (it is on the broker, and not done)."""
+        for (topic, partition), offset in skipped.items():
+            logger.warning("partition %d: the consumer skipped %s offset %d, which the broker holds; reading "
+                           "from there again", partition, topic, offset)
+            try:
+                await self.positions.rewind(topic, partition, offset)
+            except Exception as exc:
+                raise Stalled("broker", f"seeking {topic} partition {partition} to offset {offset} failed "
+                                        f"({type(exc).__name__}: {exc})") from exc
 
     # ---- 2. embed -----------------------------------------------------------------------
 
@@ -563,17 +600,26 @@ def _is_unchanged(event: Event, prior: _Prior | None, model: str) -> bool:
 
 
 class ConsumerPositions:
-    """:class:`Positions` from a Faust app's consumer."""
+    """:class:`Positions` from a Faust app's consumer, and ``reader`` for what a range holds (a
+    consumer of its own, with the input consumer's isolation level: it must see the records that
+    consumer delivers, and no others)."""
 
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, reader: ChangelogReader) -> None:
         self.app = app
+        self.reader = reader
 
     async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
         found = await self.app.consumer.earliest_offsets(*(TP(topic, partition) for topic, partition in partitions))
         return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
 
+    async def held(self, topic: str, partition: int, start: int, end: int) -> list[int]:
+        return [event.message.offset for event in await self.reader.read(topic, partition, start, end)]
+
     async def rewind(self, topic: str, partition: int, offset: int) -> None:
-        await self.app.consumer.seek(TP(topic, partition), offset)
+        # seek_wait seeks on the consumer's own thread. Consumer.seek calls aiokafka from the event
+        # loop's thread, racing that thread's fetch: aiokafka's fetched_records raised KeyError and
+        # Faust's Fetcher crashed (docs/faust.md §8).
+        await self.app.consumer.seek_wait({TP(topic, partition): offset})
 
     async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         tps = {TP(topic, partition): offset for (topic, partition), offset in offsets.items()}
