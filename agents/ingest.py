@@ -412,15 +412,18 @@ class IngestProcessor:
                                    "open until a later batch settles it", partition, topic, gap.start,
                                    gap.stop - 1, type(exc).__name__, exc)
                     continue
+                before = len(counts.ahead.get(topic, ()))
                 first = counts.settle(topic, held)
                 if first is not None:
                     skipped[(topic, partition)] = first
-                passed = (first if first is not None else gap.stop) - gap.start
+                # offsets passed = the stretch the settle closed, less the records done in it
+                passed = (first if first is not None else gap.stop + 1) - gap.start \
+                    - (before - len(counts.ahead.get(topic, ())))
                 if passed:
                     logger.log(logging.INFO if passed >= _LOUD_GAP else logging.DEBUG,
-                               "partition %d: %s offsets %d to %d hold no record left to deliver (transaction "
-                               "markers, aborted, compacted or deleted records); passed", partition, topic,
-                               gap.start, gap.start + passed - 1)
+                               "partition %d: %d %s offsets from %d on hold no record left to deliver "
+                               "(transaction markers, aborted, compacted or deleted records); passed",
+                               partition, passed, topic, gap.start)
         return skipped
 
     async def _read_again(self, skipped: Mapping[tuple[str, int], int]) -> None:
