@@ -16,6 +16,7 @@ import pytest
 
 from app.topics import ensure_topic
 from index.records import progress
+from tables.changelog_reader import ChangelogReader
 from tests.support.fixtures import GroupFactory
 from tests.support.gaps import delete_records, held_records, report_progress, send_transactions
 from tests.support.group import Group
@@ -46,6 +47,14 @@ def test_a_transactional_producer_with_an_aborted_transaction_reconciles(group_f
     assert absent(worker, aborted_ids) == aborted_ids, "an aborted event was indexed"
     assert_passed(group, worker, "transactions of 10 and one aborted")
 
+    # What a gap read costs ingest: the same reader, over each partition's whole range.
+    reader = ChangelogReader(group.broker, read_committed=True)
+    began = time.monotonic()
+    read = [asyncio.run(reader.read(group.topic, p, 0, offset + 1)) for p, offset in last.items()]
+    took = (time.monotonic() - began) / len(read)
+    print(f"a gap read: {took * 1000:.0f} ms per partition of ~{len(committed) // PARTITIONS} committed records")
+    assert sum(map(len, read)) == len(committed), "the reader returned records of the aborted transaction"
+
 
 def test_a_compacted_events_topic_after_a_real_clean_reconciles(group_factory: GroupFactory) -> None:
     group = group_factory("compacted", partitions=PARTITIONS, events_topic=False, **SMALL_BATCHES)
@@ -58,8 +67,9 @@ def test_a_compacted_events_topic_after_a_real_clean_reconciles(group_factory: G
     time.sleep(0.5)
     send_now(group.broker, group.topic, ledger.upserts(ids))  # rolls each partition's segment: the old ones are cleanable
     produced = sum(end_offsets(group.broker, group.topic, PARTITIONS).values())
-    held = wait_for("the log cleaner to compact the events topic", lambda: compacted(group, produced),
-                    timeout=60, interval=1.0)
+    counts: list[int] = []
+    held = wait_for("the log cleaner to compact the events topic and stop",
+                    lambda: cleaned(group, counts), timeout=60, interval=1.5)
     print(f"\ncompaction: {held} of {produced} offsets still hold a record")
 
     worker = started(group)
@@ -95,12 +105,15 @@ def test_records_deleted_while_the_workers_are_down_reconcile(group_factory: Gro
     assert_passed(group, worker, "delete_records while the workers were down")
 
 
-def compacted(group: Group, produced: int) -> int | None:
-    """How many offsets still hold a record, once compaction removed some of every partition."""
+def cleaned(group: Group, counts: list[int]) -> int | None:
+    """How many offsets still hold a record, once compaction removed some of every partition and the
+    count held still over the last three calls (``counts``): the cleaner is done, so what the
+    worker reads is what the test counts."""
     held = held_records(group.broker, group.topic)
     ends = end_offsets(group.broker, group.topic, PARTITIONS)
-    whole = [p for p in range(PARTITIONS) if len(held.get(p, ())) == ends[p]]
-    return None if whole else sum(map(len, held.values()))
+    counts.append(sum(map(len, held.values())))
+    removed = all(len(held.get(p, ())) < ends[p] for p in range(PARTITIONS))
+    return counts[-1] if removed and len(counts) >= 3 and len(set(counts[-3:])) == 1 else None
 
 
 def absent(worker: Worker, ids: list[str]) -> list[str]:
