@@ -402,28 +402,21 @@ class IngestProcessor:
         A gap whose range cannot be read stays open (its offsets are not done): a later batch
         settles it, and nothing is read again without the broker's word that a record is there.
         """
+        gaps = [(partition, topic, counts, gap) for partition, counts in decisions.progress.items()
+                for topic, gap in counts.gaps().items()]
+        # All reads at once: a batch over many partitions waits for the slowest read only.
+        reads = await asyncio.gather(*(self.positions.held(topic, partition, gap.start, gap.stop)
+                                       for partition, topic, _, gap in gaps), return_exceptions=True)
         skipped: dict[tuple[str, int], int] = {}
-        for partition, counts in decisions.progress.items():
-            for topic, gap in counts.gaps().items():
-                try:
-                    held = await self.positions.held(topic, partition, gap.start, gap.stop)
-                except Exception as exc:  # noqa: BLE001 — a broker error leaves the gap for a later batch
-                    logger.warning("partition %d: reading %s offsets %d to %d failed (%s: %s); the gap there stays "
-                                   "open until a later batch settles it", partition, topic, gap.start,
-                                   gap.stop - 1, type(exc).__name__, exc)
-                    continue
-                before = len(counts.ahead.get(topic, ()))
-                first = counts.settle(topic, held)
-                if first is not None:
-                    skipped[(topic, partition)] = first
-                # offsets passed = the stretch the settle closed, less the records done in it
-                passed = (first if first is not None else gap.stop + 1) - gap.start \
-                    - (before - len(counts.ahead.get(topic, ())))
-                if passed:
-                    logger.log(logging.INFO if passed >= _LOUD_GAP else logging.DEBUG,
-                               "partition %d: %d %s offsets from %d on hold no record left to deliver "
-                               "(transaction markers, aborted, compacted or deleted records); passed",
-                               partition, passed, topic, gap.start)
+        for (partition, topic, counts, gap), held in zip(gaps, reads, strict=True):
+            if isinstance(held, BaseException):
+                logger.warning("partition %d: reading %s offsets %d to %d failed (%s: %s); the gap there stays "
+                               "open until a later batch settles it", partition, topic, gap.start, gap.stop - 1,
+                               type(held).__name__, held)
+                continue
+            first = _settle(partition, topic, counts, gap, held)
+            if first is not None:
+                skipped[(topic, partition)] = first
         return skipped
 
     async def _read_again(self, skipped: Mapping[tuple[str, int], int]) -> None:
@@ -540,6 +533,19 @@ class IngestProcessor:
         now = time.time()
         for kind, timestamps in stamps.items():
             self.on_searchable(kind, [now - stamp for stamp in timestamps])
+
+
+def _settle(partition: int, topic: str, counts: Progress, gap: range, held: Sequence[int]) -> int | None:
+    """:meth:`Progress.settle` one gap, saying in the log how many offsets it passed."""
+    before = len(counts.ahead.get(topic, ()))
+    first = counts.settle(topic, held)
+    # the stretch the settle closed, less the records done in it
+    passed = (gap.stop + 1 if first is None else first) - gap.start - (before - len(counts.ahead.get(topic, ())))
+    if passed:
+        logger.log(logging.INFO if passed >= _LOUD_GAP else logging.DEBUG,
+                   "partition %d: %d %s offsets from %d on hold no record left to deliver (transaction markers, "
+                   "aborted, compacted or deleted records); passed", partition, passed, topic, gap.start)
+    return first
 
 
 def _where(source: EventT) -> _Where:

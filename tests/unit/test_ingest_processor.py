@@ -151,11 +151,14 @@ class Positions:
         self.rewinds: list[tuple[str, int, int]] = []
         self.commits: list[dict[tuple[str, int], int]] = []
         self.absent: set[int] = set()
+        self.unreadable = False
 
     async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return {where: 0 for where in partitions}
 
     async def held(self, topic: str, partition: int, start: int, end: int) -> list[int]:
+        if self.unreadable:
+            raise ConnectionError("broker down")
         return [offset for offset in range(start, end) if offset not in self.absent]
 
     async def rewind(self, topic: str, partition: int, offset: int) -> None:
@@ -477,6 +480,17 @@ def test_offsets_that_hold_no_record_are_passed_in_the_batch_and_never_read_agai
     done = rig.table.progress(0)
     assert rig.positions.rewinds == [] and (done.next, done.ahead) == ({EVENTS: 8}, {})
     assert rig.total()["indexed"] == 5
+
+
+def test_a_gap_the_broker_cannot_show_stays_open_and_nothing_is_read_again() -> None:
+    rig = Rig()
+    rig.positions.absent, rig.positions.unreadable = {1}, True
+    events = [rig.event({"id": f"d{n}", "vector": [1, n + 1, 0, 0]}) for n in range(4)]
+    assert rig.run(events[0], events[2])
+    assert rig.table.progress(0).gaps() == {EVENTS: range(1, 2)} and rig.positions.rewinds == []
+    rig.positions.unreadable = False
+    assert rig.run(events[3])  # the next batch settles it
+    assert rig.table.progress(0).next == {EVENTS: 4} and rig.total()["indexed"] == 3
 
 
 def test_without_versions_an_older_offset_of_the_same_id_is_stale() -> None:
