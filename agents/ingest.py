@@ -55,6 +55,7 @@ from index.records.events import Event, EventError, Limits, apply_limits
 from index.exceptions import StreamvecError
 from index.records.progress import Progress
 from agents.producer import BrokerUnavailable, Outgoing, RecordsTooLarge
+from tables.changelog_reader import ChangelogReader
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,9 @@ Parser = Callable[[bytes | None, bytes | None], Event]
 OnSearchable = Callable[[str, Sequence[float]], None]
 _PROBE_TEXT = "streamvec model probe"
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 5.0
+_LOUD_GAP = 100
+"""Offsets passed at once from which the log says so at INFO: a deleted prefix or a compacted
+stretch. The markers of a transactional producer are passed in every batch, at DEBUG."""
 _Where = tuple[str, int, int]  # topic, partition, offset of a consumed event
 
 
@@ -94,10 +98,13 @@ class IngestTable(Protocol):
 
 
 class Positions(Protocol):
-    """Where the input partitions begin, reading one again from an offset, and committing where the
-    group resumes them (Faust's consumer)."""
+    """Where the input partitions begin, which offsets of a range hold a record the consumer delivers
+    (read from the broker), reading one again from an offset, and committing where the group
+    resumes them (Faust's consumer)."""
 
     async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
+
+    async def held(self, topic: str, partition: int, start: int, end: int) -> list[int]: ...
 
     async def rewind(self, topic: str, partition: int, offset: int) -> None: ...
 
@@ -264,6 +271,7 @@ class IngestProcessor:
         if decisions.skipped:
             logger.info("partitions %s: %d redelivered events were already processed; skipped",
                         sorted(decisions.progress) or _partitions(batch), decisions.skipped)
+        skipped = await self._settle_gaps(decisions)
         writes = [_with_vector(write, kept.vectors) for write in decisions.writes]
         records = self._records(writes, decisions)
         if not kept.side_outputs_sent:
@@ -272,7 +280,7 @@ class IngestProcessor:
             kept.side_outputs_sent = True
         offsets = await self._make_durable(records)
         indexing = self._apply(records, offsets, writes)
-        await self._read_holes_again(decisions)
+        await self._read_again(skipped)
         self.status.embeddings_reused += sum(write.reused for write in writes)
         for letter in decisions.refused:
             logger.warning("partition %d offset %d: dead-lettered (%s): %s",
@@ -403,17 +411,42 @@ class IngestProcessor:
                 found[partition].begin(topic, offset)
         return found
 
-    async def _read_holes_again(self, decisions: _Decisions) -> None:
-        """Read again what the consumer skipped: an event below others that are done, but not done itself."""
-        for partition, counts in decisions.progress.items():
-            for topic, offset in counts.holes().items():
-                logger.warning("partition %d: the consumer skipped %s offsets from %d; reading them again",
-                               partition, topic, offset)
-                try:
-                    await self.positions.rewind(topic, partition, offset)
-                except Exception as exc:
-                    raise Stalled("broker", f"seeking {topic} partition {partition} to offset {offset} failed "
-                                            f"({type(exc).__name__}: {exc})") from exc
+    async def _settle_gaps(self, decisions: _Decisions) -> dict[tuple[str, int], int]:
+        """Settle each partition's gaps against what the broker holds there
+        (:meth:`index.records.progress.Progress.settle`): offsets that never come as records
+        (transaction markers, aborted, compacted or deleted records) are done. Returns
+        ``{(topic, partition): offset}`` of the records the consumer skipped, to read again.
+
+        A gap whose range cannot be read stays open (its offsets are not done): a later batch
+        settles it, and nothing is read again without the broker's word that a record is there.
+        """
+        gaps = [(partition, topic, counts, gap) for partition, counts in decisions.progress.items()
+                for topic, gap in counts.gaps().items()]
+        # All reads at once: a batch over many partitions waits for the slowest read only.
+        reads = await asyncio.gather(*(self.positions.held(topic, partition, gap.start, gap.stop)
+                                       for partition, topic, _, gap in gaps), return_exceptions=True)
+        skipped: dict[tuple[str, int], int] = {}
+        for (partition, topic, counts, gap), held in zip(gaps, reads, strict=True):
+            if isinstance(held, BaseException):
+                logger.warning("partition %d: reading %s offsets %d to %d failed (%s: %s); the gap there stays "
+                               "open until a later batch settles it", partition, topic, gap.start, gap.stop - 1,
+                               type(held).__name__, held)
+                continue
+            first = _settle(partition, topic, counts, gap, held)
+            if first is not None:
+                skipped[(topic, partition)] = first
+        return skipped
+
+    async def _read_again(self, skipped: Mapping[tuple[str, int], int]) -> None:
+        """Seek back to each record the consumer skipped (it is on the broker, and not done)."""
+        for (topic, partition), offset in skipped.items():
+            logger.warning("partition %d: the consumer skipped %s offset %d, which the broker holds; reading "
+                           "from there again", partition, topic, offset)
+            try:
+                await self.positions.rewind(topic, partition, offset)
+            except Exception as exc:
+                raise Stalled("broker", f"seeking {topic} partition {partition} to offset {offset} failed "
+                                        f"({type(exc).__name__}: {exc})") from exc
 
     # ---- 2. embed -----------------------------------------------------------------------
 
@@ -533,6 +566,19 @@ class IngestProcessor:
             self.on_searchable(kind, [now - stamp for stamp in timestamps])
 
 
+def _settle(partition: int, topic: str, counts: Progress, gap: range, held: Sequence[int]) -> int | None:
+    """:meth:`Progress.settle` one gap, saying in the log how many offsets it passed."""
+    before = len(counts.ahead.get(topic, ()))
+    first = counts.settle(topic, held)
+    # the stretch the settle closed, less the records done in it
+    passed = (gap.stop + 1 if first is None else first) - gap.start - (before - len(counts.ahead.get(topic, ())))
+    if passed:
+        logger.log(logging.INFO if passed >= _LOUD_GAP else logging.DEBUG,
+                   "partition %d: %d %s offsets from %d on hold no record left to deliver (transaction markers, "
+                   "aborted, compacted or deleted records); passed", partition, passed, topic, gap.start)
+    return first
+
+
 def _where(source: EventT) -> _Where:
     message = source.message
     return message.topic, message.partition, message.offset
@@ -595,17 +641,26 @@ def _is_unchanged(event: Event, prior: _Prior | None, model: str) -> bool:
 
 
 class ConsumerPositions:
-    """:class:`Positions` from a Faust app's consumer."""
+    """:class:`Positions` from a Faust app's consumer, and ``reader`` for what a range holds (a
+    consumer of its own, with the input consumer's isolation level: it must see the records that
+    consumer delivers, and no others)."""
 
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, reader: ChangelogReader) -> None:
         self.app = app
+        self.reader = reader
 
     async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
         found = await self.app.consumer.earliest_offsets(*(TP(topic, partition) for topic, partition in partitions))
         return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
 
+    async def held(self, topic: str, partition: int, start: int, end: int) -> list[int]:
+        return [event.message.offset for event in await self.reader.read(topic, partition, start, end)]
+
     async def rewind(self, topic: str, partition: int, offset: int) -> None:
-        await self.app.consumer.seek(TP(topic, partition), offset)
+        # seek_wait seeks on the consumer's own thread. Consumer.seek calls aiokafka from the event
+        # loop's thread, racing that thread's fetch: aiokafka's fetched_records raised KeyError and
+        # Faust's Fetcher crashed (docs/faust.md §8).
+        await self.app.consumer.seek_wait({TP(topic, partition): offset})
 
     async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         tps = {TP(topic, partition): offset for (topic, partition), offset in offsets.items()}

@@ -26,6 +26,7 @@ from app.http.uses import UseCaseViews
 from app.http.views import WorkerFacts, register_views
 from app.settings import Settings
 from app.topics import bootstrap
+from app.transport import read_committed
 from app.usecases import UseCases, register_use_cases
 from index.records.events import parse_event
 from index.ann.hnsw import VectorIndex
@@ -90,6 +91,8 @@ def create_app(settings: Settings) -> Streamvec:
         # shows the topic, which by default takes up to 5 minutes.
         consumer_metadata_max_age_ms=int(settings.metadata_max_age * 1000),
     )
+    if settings.read_committed:
+        read_committed(app)
     embedder = embedder_from_settings(settings)
     logger.info("model %s loaded: %d dimensions, %s", embedder.model_id, embedder.dim, embedder.describe())
     pools = WorkerPools()
@@ -135,7 +138,8 @@ def _register_ingest(app: faust.App, settings: Settings, table: VectorTable, emb
     uses = register_use_cases(app, settings, table, embedding, metrics, producer, may_retry,
                               pools.pool("analysis", min(2, pools.cores)))
     metrics.watch_use_cases(uses.analysis.counts, uses.watchlist, uses.health, table)
-    processor = IngestProcessor(table, embedding, producer, ConsumerPositions(app), status, parsers=parsers,
+    positions = ConsumerPositions(app, ChangelogReader(bootstrap(settings.broker), read_committed=settings.read_committed))
+    processor = IngestProcessor(table, embedding, producer, positions, status, parsers=parsers,
                                 dead_letter_topic=settings.dead_letter_topic, options=options,
                                 observers=[uses.analysis], on_searchable=metrics.observe_searchable,
                                 may_retry=may_retry)

@@ -1,6 +1,8 @@
-"""Reading a range of a changelog partition straight from the broker, outside Faust's consumer.
+"""Reading a range of a partition straight from the broker, outside Faust's consumer.
 
-The store asks for the records Faust's recovery consumer skipped (:mod:`tables.changelog_order`).
+The store asks for the changelog records Faust's recovery consumer skipped
+(:mod:`tables.changelog_order`); ingest asks which offsets of an input range hold records at all
+(:meth:`index.records.progress.Progress.settle`), with the input consumer's isolation level.
 A consumer of its own, with no group, assigned the one partition and seeked to the range's start:
 Faust's consumer is left alone, so its positions and its in-flight fetches cannot interfere.
 """
@@ -45,11 +47,13 @@ class ChangelogEvent:
 
 
 class ChangelogReader:
-    """Reads ranges of changelog partitions from the brokers at ``bootstrap`` (``host:port,…``)."""
+    """Reads ranges of partitions from the brokers at ``bootstrap`` (``host:port,…``); with
+    ``read_committed``, records of aborted transactions are left out, as Kafka's consumers do."""
 
-    def __init__(self, bootstrap: str, timeout: float = READ_TIMEOUT_SECONDS) -> None:
+    def __init__(self, bootstrap: str, timeout: float = READ_TIMEOUT_SECONDS, *, read_committed: bool = False) -> None:
         self._bootstrap = bootstrap
         self._timeout = timeout
+        self._isolation_level = "read_committed" if read_committed else "read_uncommitted"
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[ChangelogEvent]:
         """The records of offsets ``start`` to ``end`` (exclusive) that the broker still has, in order.
@@ -58,7 +62,7 @@ class ChangelogReader:
             ChangelogUnreadable: the broker did not give the range within the timeout.
         """
         consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+                                    auto_offset_reset="earliest", isolation_level=self._isolation_level)
         try:
             return await asyncio.wait_for(self._read(consumer, topic, partition, start, end), self._timeout)
         except Exception as exc:

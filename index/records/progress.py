@@ -43,8 +43,13 @@ class Progress:
     Offsets are tracked exactly, not as a high-water mark: every offset below ``next[topic]`` is
     done, and so is every offset in ``ahead[topic]``. Kafka delivers a partition in order, but a
     consumer that seeks (Faust does at every rebalance) can hand over an event after later ones,
-    or skip some; a high-water mark would then call the skipped ones done. A hole below
-    ``ahead`` is what the consumer skipped: :meth:`holes` names it, and it is read again.
+    or skip some; a high-water mark would then call the skipped ones done.
+
+    Not every offset is a record, though: transaction markers, aborted records (read committed),
+    compacted and deleted offsets never come. So an offset missing below ``ahead`` (a :meth:`gaps`
+    range) is only a suspect: :meth:`settle` takes what the log holds there, passes every offset
+    that holds no record, and names the first record the consumer really skipped, to be read
+    again. ``ahead`` is empty again once a gap is settled, so the record stays small.
     """
 
     next: dict[str, int] = field(default_factory=dict)
@@ -76,17 +81,44 @@ class Progress:
         self.outcomes[outcome] += 1
         if reason is not None:
             self.reasons[reason] += 1
-        ahead = self.ahead.setdefault(topic, set())
-        ahead.add(offset)
-        while self.next[topic] in ahead:
-            ahead.discard(self.next[topic])
-            self.next[topic] += 1
-        if not ahead:
-            del self.ahead[topic]
+        self.ahead.setdefault(topic, set()).add(offset)
+        self._pass_to(topic, self.next[topic])
 
-    def holes(self) -> dict[str, int]:
-        """``{topic: first offset not done}`` for topics with done offsets above a hole."""
-        return {topic: self.next[topic] for topic in self.ahead}
+    def gaps(self) -> dict[str, range]:
+        """``{topic: offsets}`` for each topic with done offsets above one not done: from the first
+        offset not done up to the last done one (exclusive). Its offsets not done are suspects:
+        skipped by the consumer, or offsets that never come as records (see :meth:`settle`)."""
+        return {topic: range(self.next[topic], max(ahead)) for topic, ahead in self.ahead.items()}
+
+    def settle(self, topic: str, held: Iterable[int]) -> int | None:
+        """Close what it can of the gap of ``topic``, given ``held``: the offsets of its
+        :meth:`gaps` range that hold a record the consumer delivers (read from the broker).
+
+        Every other offset of the range never comes (a transaction marker, an aborted record, a
+        compacted or deleted offset), so it is done without an outcome. Returns the first held
+        offset not done, which the consumer skipped and must read again (the gap stays open from
+        there), or None when the gap is closed.
+        """
+        gap = self.gaps().get(topic)
+        if gap is None:
+            return None
+        skipped = min((offset for offset in held if offset in gap and not self.done(topic, offset)),
+                      default=None)
+        self._pass_to(topic, gap.stop if skipped is None else skipped)
+        return skipped
+
+    def _pass_to(self, topic: str, offset: int) -> None:
+        """Every offset below ``offset`` is done; ``next`` moves on over what ``ahead`` holds."""
+        ahead = self.ahead.get(topic, set())
+        position = max(self.next[topic], offset)
+        if position > self.next[topic]:
+            ahead.difference_update([done for done in ahead if done < position])
+        while position in ahead:
+            ahead.discard(position)
+            position += 1
+        self.next[topic] = position
+        if not ahead:
+            self.ahead.pop(topic, None)
 
     def copy(self) -> Progress:
         return Progress(dict(self.next), {t: set(o) for t, o in self.ahead.items()}, Counter(self.outcomes),

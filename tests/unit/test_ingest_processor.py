@@ -145,14 +145,22 @@ class Model:
 
 
 class Positions:
-    """Topics begin at offset 0; rewinds are remembered."""
+    """Topics begin at offset 0; every offset holds a record but those in ``absent`` (markers,
+    compacted); rewinds are remembered."""
 
     def __init__(self) -> None:
         self.rewinds: list[tuple[str, int, int]] = []
         self.commits: list[dict[tuple[str, int], int]] = []
+        self.absent: set[int] = set()
+        self.unreadable = False
 
     async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return {where: 0 for where in partitions}
+
+    async def held(self, topic: str, partition: int, start: int, end: int) -> list[int]:
+        if self.unreadable:
+            raise ConnectionError("broker down")
+        return [offset for offset in range(start, end) if offset not in self.absent]
 
     async def rewind(self, topic: str, partition: int, offset: int) -> None:
         self.rewinds.append((topic, partition, offset))
@@ -471,14 +479,35 @@ def test_a_redelivered_batch_is_skipped_and_not_counted_again() -> None:
     assert rig.total() == {"indexed": 2, "deleted": 0, "stale": 0, "unchanged": 0, "dead_lettered": 1}
 
 
-def test_events_handed_over_out_of_order_or_twice_are_each_counted_once_and_holes_are_read_again() -> None:
+def test_events_handed_over_out_of_order_or_twice_are_each_counted_once_and_skipped_ones_are_read_again() -> None:
     rig = Rig()
     events = [rig.event({"id": f"d{n}", "vector": [1, n + 1, 0, 0]}) for n in range(5)]
     rig.run(events[0], events[1], events[3], events[3])  # 2 skipped by the consumer, 3 handed over twice
     assert rig.total()["indexed"] == 3 and rig.positions.rewinds == [(EVENTS, 0, 2)]
-    rig.run(events[2], events[3], events[4])  # read again from the hole
+    rig.run(events[2], events[3], events[4])  # read again from there
     assert rig.total()["indexed"] == 5 and rig.table.progress(0).next == {EVENTS: 5}
-    assert rig.table.progress(0).holes() == {}
+    assert rig.table.progress(0).gaps() == {}
+
+
+def test_offsets_that_hold_no_record_are_passed_in_the_batch_and_never_read_again() -> None:
+    rig = Rig()
+    rig.positions.absent = {2, 5, 6}  # a commit marker, then an aborted transaction and its marker
+    events = [rig.event({"id": f"d{n}", "vector": [1, n + 1, 0, 0]}) for n in range(8)]
+    rig.run(*(events[n] for n in (0, 1, 3, 4, 7)))
+    done = rig.table.progress(0)
+    assert rig.positions.rewinds == [] and (done.next, done.ahead) == ({EVENTS: 8}, {})
+    assert rig.total()["indexed"] == 5
+
+
+def test_a_gap_the_broker_cannot_show_stays_open_and_nothing_is_read_again() -> None:
+    rig = Rig()
+    rig.positions.absent, rig.positions.unreadable = {1}, True
+    events = [rig.event({"id": f"d{n}", "vector": [1, n + 1, 0, 0]}) for n in range(4)]
+    assert rig.run(events[0], events[2])
+    assert rig.table.progress(0).gaps() == {EVENTS: range(1, 2)} and rig.positions.rewinds == []
+    rig.positions.unreadable = False
+    assert rig.run(events[3])  # the next batch settles it
+    assert rig.table.progress(0).next == {EVENTS: 4} and rig.total()["indexed"] == 3
 
 
 def test_without_versions_an_older_offset_of_the_same_id_is_stale() -> None:
