@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaError
 
 from agents.ingest import ConsumerPositions, IngestProcessor, Options, register_ingest
 from agents.status import IngestStatus
@@ -71,7 +71,7 @@ class Streamvec:
 def create_app(settings: Settings) -> Streamvec:
     """Build the Faust app, the vectors table, the ingest agent, the use cases' agents and tables
     (alerts, recommendations, embedding health) and the HTTP views."""
-    replication = _replication(settings)
+    replication, warnings = _replication(settings)
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -101,6 +101,12 @@ def create_app(settings: Settings) -> Streamvec:
         # shows the topic, which by default takes up to 5 minutes.
         consumer_metadata_max_age_ms=int(settings.metadata_max_age * 1000),
     )
+
+    @app.task
+    async def log_replication() -> None:
+        """Logged once the worker runs: the app is built before Faust sets up the worker's log."""
+        _log_replication(replication, warnings)
+
     embedder = embedder_from_settings(settings)
     logger.info("model %s loaded: %d dimensions, %s", embedder.model_id, embedder.dim, embedder.describe())
     pools = WorkerPools()
@@ -126,30 +132,32 @@ def create_app(settings: Settings) -> Streamvec:
     return Streamvec(settings, app, table, embedding, status, metrics, service, uses)
 
 
-def _replication(settings: Settings) -> Replication:
+def _replication(settings: Settings) -> tuple[Replication, list[str]]:
     """The replication of the topics this worker creates, decided from the setting and the
-    cluster's broker count; what is unsafe about those that exist already is logged at WARNING
-    with its fix (Kafka never changes an existing topic's replicas or settings for us). A
-    broker that is not up yet is waited for, as Faust would, for up to ``BROKER_WAIT_SECONDS``."""
+    cluster's broker count, and what is unsafe about those that exist already (Kafka never
+    changes an existing topic's replicas or settings for us). A broker that is not up yet (or a
+    node that just died and is still listed) is asked again, for up to ``BROKER_WAIT_SECONDS``,
+    as Faust would."""
     changelogs = [f"{settings.app_id}-{name}-changelog" for name in (VECTORS_TABLE, PROFILES_TABLE)]
     topics = [*settings.own_topics, settings.cluster_secret_topic, *changelogs,
               f"{settings.app_id}-{FAUST_LEADER_TOPIC}"]
     deadline = time.monotonic() + BROKER_WAIT_SECONDS
     while True:
         try:
-            replication, warnings = run_before_faust(check_replication(settings.broker, settings.replication_factor,
-                                                                       topics))
-            break
-        except KafkaConnectionError as exc:
-            if time.monotonic() > deadline:
+            return run_before_faust(check_replication(settings.broker, settings.replication_factor, topics))
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
                 raise
-            logger.warning("broker %s not reachable yet (%s); asking again in 2 s", settings.broker, exc)
+            logger.warning("broker %s did not answer (%r); asking again in 2 s", settings.broker, exc)
             time.sleep(2.0)
+
+
+def _log_replication(replication: Replication, warnings: list[str]) -> None:
+    """Log what :func:`_replication` found, each unsafe finding at WARNING with its fix."""
     for warning in filter(None, (replication.warning, *warnings)):
         logger.warning("%s", warning)
     logger.info("topics created by this worker get %d replicas and min.insync.replicas=%d",
                 replication.factor, replication.min_insync)
-    return replication
 
 
 def _topic_class(replication: Replication) -> type[faust.Topic]:
