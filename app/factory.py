@@ -156,7 +156,7 @@ def _log_replication(replication: Replication, warnings: list[str]) -> None:
     """Log what :func:`_replication` found, each unsafe finding at WARNING with its fix."""
     for warning in filter(None, (replication.warning, *warnings)):
         logger.warning("%s", warning)
-    logger.info("topics created by this worker get %d replicas and min.insync.replicas=%d",
+    logger.info("topics created by this worker get replication factor %d and min.insync.replicas=%d",
                 replication.factor, replication.min_insync)
 
 

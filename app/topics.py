@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from app.replication import DEFAULT_REPLICATION_FACTOR, MIN_INSYNC, UNCLEAN_ELECTION, Replication, \
@@ -75,8 +76,11 @@ async def check_replication(broker: str, wanted: int, topics: Iterable[str]) -> 
             return replication, []
         replicas = {described["topic"]: min(len(p["replicas"]) for p in described["partitions"])
                     for described in await admin.describe_topics(existing)}
-        configs = await _safety_configs(admin, existing)
-        unread = [f"the settings of topic {topic} could not be read, so they were not checked"
+        try:
+            configs, why = await _safety_configs(admin, existing), "the broker reported an error for it"
+        except KafkaError as exc:  # a broker without DescribeConfigs, say: the worker still starts
+            configs, why = {}, repr(exc)
+        unread = [f"the settings of topic {topic} could not be read ({why}), so they were not checked"
                   for topic in existing if topic not in configs]
         return replication, unread + [warning for topic in existing if topic in configs
                                       for warning in topic_warnings(topic, replicas[topic], configs[topic],

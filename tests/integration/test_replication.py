@@ -32,7 +32,7 @@ def test_a_worker_caps_the_factor_to_one_broker_and_warns_about_unsafe_topics(ka
     assert any(f"topic {alerts} has min.insync.replicas=2 but only 1 replica" in line and
                "--add-config min.insync.replicas=1" in line for line in warnings), log[-3000:]
     assert any(f"topic {alerts} has unclean.leader.election.enable=true" in line for line in warnings), log[-3000:]
-    assert "topics created by this worker get 1 replicas and min.insync.replicas=1" in log
+    assert "topics created by this worker get replication factor 1 and min.insync.replicas=1" in log
     for suffix in ("events", "vectors-changelog", "profiles-changelog", "dead-letters", "cluster-secret",
                    "__assignor-__leader"):
         assert topic_replication(kafka_broker, group.topic_of(suffix)) == (1, "1"), suffix
