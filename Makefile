@@ -43,8 +43,8 @@ demo: install
 test: install test-tools
 	$(BIN)/python -m pytest -m "not faults" --durations=25
 
-# Kill -9, a slow and a stopped broker, a failing model, poison events, a rebalance storm;
-# prints a table of what each fault did. .ci/run runs it after `make test`.
+# Kill -9, a slow and a stopped broker, the leader of three brokers killed, a failing model, poison
+# events, a rebalance storm; prints a table of what each fault did. .ci/run runs it after `make test`.
 test-faults: install
 	$(BIN)/python -m pytest -m faults tests/faults --durations=25
 

@@ -9,14 +9,13 @@ how to fix it.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
 
 from app.settings import ENV_PREFIX, Settings
-from app.topics import partitions_of
+from app.topics import partitions_of, run_before_faust
 from index.records.debezium import parse_debezium
 from index.records.events import Event
 from index.exceptions import StreamvecError
@@ -37,16 +36,8 @@ def cdc_parsers(settings: Settings, dim: int) -> dict[str, Parser]:
 
 
 def check_copartitioned(broker: str, topic: str, partitions: int) -> None:
-    """Raise :class:`CdcTopicError` unless ``topic`` exists with ``partitions`` partitions.
-
-    Runs on a private event loop: the app is built synchronously, before Faust's loop runs,
-    and the caller's current loop must stay untouched for Faust.
-    """
-    loop = asyncio.new_event_loop()
-    try:
-        count = loop.run_until_complete(_partition_count(broker, topic))
-    finally:
-        loop.close()
+    """Raise :class:`CdcTopicError` unless ``topic`` exists with ``partitions`` partitions."""
+    count = run_before_faust(_partition_count(broker, topic))
     if count is None:
         raise CdcTopicError(
             f"the CDC topic {topic!r} ({ENV_PREFIX}CDC_TOPIC) does not exist on {broker}. Create it with "

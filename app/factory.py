@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 
 from agents.ingest import ConsumerPositions, IngestProcessor, Options, register_ingest
 from agents.status import IngestStatus
@@ -25,7 +28,8 @@ from app.search.service import SearchService
 from app.http.uses import UseCaseViews
 from app.http.views import WorkerFacts, register_views
 from app.settings import Settings
-from app.topics import bootstrap
+from app.replication import Replication
+from app.topics import bootstrap, check_replication, run_before_faust
 from app.transport import read_committed
 from app.usecases import UseCases, register_use_cases
 from index.records.events import parse_event
@@ -33,6 +37,8 @@ from index.ann.hnsw import VectorIndex
 from tables.changelog_reader import ChangelogReader
 from agents.producer import MAX_REQUEST_BYTES, DurableProducer
 from tables.index_snapshots import Snapshots
+from tables.profiles import TABLE_NAME as PROFILES_TABLE
+from tables.vectors import TABLE_NAME as VECTORS_TABLE
 from tables.vectors import VectorTable, forget_moved_partitions, keep_snapshots, keep_standbys_fresh, raw_bytes
 
 logger = logging.getLogger(__name__)
@@ -41,6 +47,10 @@ STANDBY_FLUSH_SECONDS = 0.02
 """How often buffered standby changelog records are applied (a warm standby answers queries)."""
 MOVED_CHECK_SECONDS = 10.0
 """How often partitions that moved away are checked for having been kept long enough."""
+BROKER_WAIT_SECONDS = 60.0
+"""How long a starting worker waits for the broker to answer before it gives up."""
+FAUST_LEADER_TOPIC = "__assignor-__leader"
+"""The one-partition topic Faust's assignor creates as ``<app id>-__assignor-__leader``."""
 SNAPSHOT_DIR = "vectors-index.ann.snapshot"
 """The index snapshot's directory, beside the worker's table stores (see tables/indexed_store.py)."""
 
@@ -63,6 +73,7 @@ def create_app(settings: Settings) -> Streamvec:
     """Build the Faust app, the vectors table, the ingest agent, the use cases' agents and tables
     (alerts, recommendations, embedding health) and the HTTP views."""
     lower_transient_errors()
+    replication, warnings = _replication(settings)
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -70,7 +81,8 @@ def create_app(settings: Settings) -> Streamvec:
         datadir=str(settings.datadir),
         autodiscover=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=replication.factor,
+        Topic=_topic_class(replication),
         table_standby_replicas=settings.standby_replicas,
         web_host=settings.web_host,
         web_port=settings.web_port,
@@ -93,6 +105,12 @@ def create_app(settings: Settings) -> Streamvec:
     )
     if settings.read_committed:
         read_committed(app)
+
+    @app.task
+    async def log_replication() -> None:
+        """Logged once the worker runs: the app is built before Faust sets up the worker's log."""
+        _log_replication(replication, warnings)
+
     embedder = embedder_from_settings(settings)
     logger.info("model %s loaded: %d dimensions, %s", embedder.model_id, embedder.dim, embedder.describe())
     pools = WorkerPools()
@@ -114,8 +132,46 @@ def create_app(settings: Settings) -> Streamvec:
     status = IngestStatus()
     metrics = Metrics(table, status, app)
     uses = _register_ingest(app, settings, table, embedding, status, metrics, pools)
-    service = _register_http(app, settings, table, embedding, status, metrics, uses, pools)
+    service = _register_http(app, settings, table, embedding, status, metrics, uses, pools, replication)
     return Streamvec(settings, app, table, embedding, status, metrics, service, uses)
+
+
+def _replication(settings: Settings) -> tuple[Replication, list[str]]:
+    """The replication of the topics this worker creates, decided from the setting and the
+    cluster's broker count, and what is unsafe about those that exist already (Kafka never
+    changes an existing topic's replicas or settings for us). A broker that is not up yet (or a
+    node that just died and is still listed) is asked again, for up to ``BROKER_WAIT_SECONDS``,
+    as Faust would."""
+    changelogs = [f"{settings.app_id}-{name}-changelog" for name in (VECTORS_TABLE, PROFILES_TABLE)]
+    topics = [*settings.own_topics, settings.cluster_secret_topic, *changelogs,
+              f"{settings.app_id}-{FAUST_LEADER_TOPIC}"]
+    deadline = time.monotonic() + BROKER_WAIT_SECONDS
+    while True:
+        try:
+            return run_before_faust(check_replication(settings.broker, settings.replication_factor, topics))
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
+                raise
+            logger.warning("broker %s did not answer (%r); asking again in 2 s", settings.broker, exc)
+            time.sleep(2.0)
+
+
+def _log_replication(replication: Replication, warnings: list[str]) -> None:
+    """Log what :func:`_replication` found, each unsafe finding at WARNING with its fix."""
+    for warning in filter(None, (replication.warning, *warnings)):
+        logger.warning("%s", warning)
+    logger.info("topics created by this worker get replication factor %d and min.insync.replicas=%d",
+                replication.factor, replication.min_insync)
+
+
+def _topic_class(replication: Replication) -> type[faust.Topic]:
+    """Faust's topic class with our ``min.insync.replicas``, so every topic the app declares
+    (table changelogs, the internal topics, Faust's own leader topic) is created with it; a
+    topic's own ``config`` wins. Faust passes a topic's config to the broker only at creation."""
+    class ReplicatedTopic(faust.Topic):
+        def __init__(self, app: Any, *, config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+            super().__init__(app, config={**replication.topic_configs, **(config or {})}, **kwargs)
+    return ReplicatedTopic
 
 
 def _register_ingest(app: faust.App, settings: Settings, table: VectorTable, embedding: EmbeddingService,
@@ -153,8 +209,10 @@ def _register_ingest(app: faust.App, settings: Settings, table: VectorTable, emb
 
 
 def _register_http(app: faust.App, settings: Settings, table: VectorTable, embedding: EmbeddingService,
-                   status: IngestStatus, metrics: Metrics, uses: UseCases, pools: WorkerPools) -> SearchService:
-    secret = ClusterSecret(settings.cluster_secret, settings.broker_url, settings.cluster_secret_topic)
+                   status: IngestStatus, metrics: Metrics, uses: UseCases, pools: WorkerPools,
+                   replication: Replication) -> SearchService:
+    secret = ClusterSecret(settings.cluster_secret, settings.broker_url, settings.cluster_secret_topic,
+                           replication.factor)
     app.task(secret.get)  # fetched at start: the first fan-out should not wait for Kafka
     fanout = FanOut(app, settings.fanout_timeout, secret, table.changelog_topic_name)
     threads = pools.cores

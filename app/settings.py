@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.replication import DEFAULT_REPLICATION_FACTOR
 from index.records.debezium import CdcMapping
 from index.records.events import Limits
 from index.exceptions import StreamvecError
@@ -38,6 +39,7 @@ class Settings:
     broker: str = field(default="kafka://127.0.0.1:9092", metadata={"doc": "Kafka bootstrap server(s), `kafka://host:port[;host:port]`."})
     app_id: str = field(default="streamvec", metadata={"doc": "Faust app id; prefixes the topics `<id>-events` and `<id>-vectors-changelog`."})
     partitions: int = field(default=8, metadata={"doc": "Partitions of the events topic and the changelog (fixed once topics exist)."})
+    replication_factor: int = field(default=DEFAULT_REPLICATION_FACTOR, metadata={"doc": "Replicas of every topic streamvec creates, each with `min.insync.replicas` one less (at least 1). On a cluster of fewer brokers, the broker count, with a warning. A worker warns at start about existing topics with fewer replicas or unsafe settings (see [Replication](operations.md#replication))."})
     datadir: Path = field(default=Path("streamvec-data"), metadata={"doc": "Local state (RocksDB tables). One per worker."})
     model: str = field(default="all-MiniLM-L6-v2", metadata={"doc": "`all-MiniLM-L6-v2`, a sentence-transformers directory, or an `.onnx` file with `tokenizer.json` beside it."})
     model_cache: Path | None = field(default=None, metadata={"doc": "Where prepared ONNX models are cached, shared by every worker of the machine (default `~/.cache/streamvec/models`)."})
@@ -232,7 +234,7 @@ class Settings:
         return self.broker if "://" in self.broker else f"kafka://{self.broker}"
 
     def _validate(self) -> None:
-        positive = ("partitions", "embed_batch_size", "ingest_batch_size", "hnsw_m", "hnsw_ef_construction",
+        positive = ("partitions", "replication_factor", "embed_batch_size", "ingest_batch_size", "hnsw_m", "hnsw_ef_construction",
                     "rocksdb_write_buffer_mb", "rocksdb_block_cache_mb",
                     "max_key_bytes", "max_metadata_bytes", "max_metadata_depth", "max_text_chars", "max_record_bytes")
         for name in positive:

@@ -1,5 +1,5 @@
 """Kafka topics as streamvec uses them outside Faust: create one, count its partitions, read
-it from the beginning to its end.
+it from the beginning to its end, check how it is replicated.
 
 The CLI, the CDC start-up check, the dead-letter commands and the cluster secret all need
 these; one copy keeps the aiokafka traps in one place (see :func:`read_to_end`).
@@ -7,9 +7,22 @@ these; one copy keeps the aiokafka traps in one place (see :func:`read_to_end`).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
+
+from app.replication import DEFAULT_REPLICATION_FACTOR, MIN_INSYNC, UNCLEAN_ELECTION, Replication, \
+    plan_replication, topic_warnings
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def bootstrap(broker: str) -> str:
@@ -17,18 +30,75 @@ def bootstrap(broker: str) -> str:
     return broker.split("://", 1)[-1].replace(";", ",")
 
 
-async def ensure_topic(broker: str, topic: str, partitions: int, configs: dict[str, str] | None = None) -> None:
-    """Create a topic with the app's partition count (auto-creation would give it one); a
+def run_before_faust(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to its end on a private event loop: the app is built synchronously, before
+    Faust's loop runs, and the caller's current loop must stay untouched for Faust."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(work)
+    finally:
+        loop.close()
+
+
+async def ensure_topic(broker: str, topic: str, partitions: int, configs: dict[str, str] | None = None,
+                       replication_factor: int = DEFAULT_REPLICATION_FACTOR) -> None:
+    """Create a topic with the app's partition count (auto-creation would give it one) and
+    ``replication_factor`` replicas (fewer on a smaller cluster: :func:`plan_replication`); a
     topic someone else created meanwhile is fine (the broker answers "exists", no exception)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker))
     await admin.start()
     try:
         existing = await admin.list_topics()
         if topic not in existing:
-            await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
-                                                topic_configs=configs or {})])
+            replication = plan_replication(replication_factor, await broker_count(admin))
+            if replication.warning:
+                logger.warning("creating topic %s: %s", topic, replication.warning)
+            await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replication.factor,
+                                                topic_configs={**replication.topic_configs, **(configs or {})})])
     finally:
         await admin.close()
+
+
+async def broker_count(admin: AIOKafkaAdminClient) -> int:
+    """How many brokers the cluster's metadata lists now (a broker that is down is not listed)."""
+    return len((await admin.describe_cluster())["brokers"])
+
+
+async def check_replication(broker: str, wanted: int, topics: Iterable[str]) -> tuple[Replication, list[str]]:
+    """The replication to create topics with (:func:`plan_replication` on the cluster's broker
+    count), and what is unsafe about those of ``topics`` that exist (:func:`topic_warnings`)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker))
+    try:
+        await admin.start()
+        replication = plan_replication(wanted, await broker_count(admin))
+        existing = sorted(set(topics) & set(await admin.list_topics()))
+        if not existing:
+            return replication, []
+        replicas = {described["topic"]: min(len(p["replicas"]) for p in described["partitions"])
+                    for described in await admin.describe_topics(existing)}
+        try:
+            configs, why = await _safety_configs(admin, existing), "the broker reported an error for it"
+        except KafkaError as exc:  # a broker without DescribeConfigs, say: the worker still starts
+            configs, why = {}, repr(exc)
+        unread = [f"the settings of topic {topic} could not be read ({why}), so they were not checked"
+                  for topic in existing if topic not in configs]
+        return replication, unread + [warning for topic in existing if topic in configs
+                                      for warning in topic_warnings(topic, replicas[topic], configs[topic],
+                                                                    replication, bootstrap(broker))]
+    finally:
+        await admin.close()
+
+
+async def _safety_configs(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, dict[str, str]]:
+    """The effective ``min.insync.replicas`` and ``unclean.leader.election.enable`` of each topic
+    (its own value, else the broker's default); a topic the broker reports an error for is left out."""
+    wanted = {MIN_INSYNC: None, UNCLEAN_ELECTION: None}
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, wanted)
+                                              for topic in topics])
+    return {resource["resource_name"]: {entry["config_names"]: entry["config_value"]
+                                        for entry in resource["config_entries"]}
+            for response in responses for resource in response.to_object()["resources"]
+            if resource["error_code"] == 0}
 
 
 async def partitions_of(broker: str, topic: str) -> list[TopicPartition]:

@@ -1,4 +1,5 @@
-"""Single-node Apache Kafka 4.x (KRaft) for tests and CI, run from the Maven Central jars.
+"""Apache Kafka 4.x (KRaft) nodes for tests and CI, run from the Maven Central jars: one node
+alone, or one node of the clusters :mod:`app.brokers.cluster` starts.
 
 The Apache download site is not reachable from our machines, so instead of the tarball's
 ``bin/kafka-server-start.sh`` we do by hand what it does: put ``kafka_2.13`` and its runtime
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.brokers.process import BrokerError, BrokerHandle, free_port, launch, prepare_data_dir
@@ -88,8 +90,10 @@ def start_kafka(
     *,
     jvm_options: Sequence[str] = DEFAULT_JVM_OPTIONS,
     extra_config: Mapping[str, str] | None = None,
+    member: ClusterMember | None = None,
 ) -> BrokerHandle:
-    """Start a one-node KRaft Kafka on loopback and return once clients can use it.
+    """Start a one-node KRaft Kafka on loopback (or one node of a cluster) and return once
+    clients can use it.
 
     Args:
         port: Client (PLAINTEXT) port; a free one is picked if omitted. The controller
@@ -101,6 +105,8 @@ def start_kafka(
         timeout: Seconds allowed for the broker to serve metadata.
         jvm_options: JVM flags (heap size etc.).
         extra_config: ``server.properties`` entries that override ours (e.g. retention).
+        member: This node's place in a cluster of several (:mod:`app.brokers.cluster`); without
+            it the node is a cluster of its own.
 
     Raises:
         BrokerError: Java or the jars are missing, formatting failed, or the broker did not
@@ -111,15 +117,20 @@ def start_kafka(
     client_port = port if port is not None else free_port(HOST)
     data_dir, created = prepare_data_dir(data_dir, "kafka")
     try:
-        controller_port = free_port(HOST)
-        while controller_port == client_port:
+        if member is None:
             controller_port = free_port(HOST)
-        properties = _server_properties(client_port, controller_port, data_dir / LOG_DIR_NAME, extra_config or {})
+            while controller_port == client_port:
+                controller_port = free_port(HOST)
+            quorum = {"node.id": str(NODE_ID), "controller.quorum.bootstrap.servers": f"{HOST}:{controller_port}"}
+        else:
+            controller_port, quorum = member.controller_port, member.settings
+        properties = _server_properties(client_port, controller_port, data_dir / LOG_DIR_NAME,
+                                        {**quorum, **(extra_config or {})})
         config_path = data_dir / "server.properties"
         config_path.write_text(properties)
         base = [java, *jvm_options, f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}", "-cp", classpath]
         if not (data_dir / LOG_DIR_NAME / "meta.properties").exists():
-            _format(base, config_path, data_dir)
+            _format(base, config_path, data_dir, member)
     except BaseException:
         if created:
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -143,16 +154,41 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
 
 
-def _server_properties(client_port: int, controller_port: int, log_dir: Path, extra: Mapping[str, str]) -> str:
-    """Render ``server.properties`` for one combined broker+controller node.
+@dataclass(frozen=True)
+class ClusterMember:
+    """One node of a KRaft cluster of several combined broker+controller nodes: its id, its
+    controller port, every voter and the cluster id all nodes are formatted with."""
 
-    ``controller.quorum.bootstrap.servers`` (rather than the static ``quorum.voters``) is
-    what Kafka 4.x pairs with ``format --standalone``: the node is its own single voter.
+    node_id: int
+    controller_port: int
+    voters: str
+    """``controller.quorum.voters``: ``id@host:port`` of every node, comma-separated."""
+    cluster_id: str
+    size: int
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """This node's quorum, and Kafka's own topics replicated as a production cluster would
+        (``_TEST_SETTINGS`` gives them one copy): otherwise the group coordinator, on one node,
+        would stop every consumer group when that node is killed."""
+        replicas, min_insync = str(min(3, self.size)), str(min(2, self.size))
+        return {"node.id": str(self.node_id), "controller.quorum.voters": self.voters,
+                "offsets.topic.replication.factor": replicas, "transaction.state.log.replication.factor": replicas,
+                "transaction.state.log.min.isr": min_insync,
+                "share.coordinator.state.topic.replication.factor": replicas,
+                "share.coordinator.state.topic.min.isr": min_insync}
+
+
+def _server_properties(client_port: int, controller_port: int, log_dir: Path, extra: Mapping[str, str]) -> str:
+    """Render ``server.properties`` for one combined broker+controller node; ``extra`` names
+    the node and its quorum.
+
+    Alone, a node names itself in ``controller.quorum.bootstrap.servers`` (rather than the
+    static ``quorum.voters``), which is what Kafka 4.x pairs with ``format --standalone``: the
+    node is its own single voter. In a cluster, every node lists the same static voters.
     """
     settings: dict[str, str] = {
         "process.roles": "broker,controller",
-        "node.id": str(NODE_ID),
-        "controller.quorum.bootstrap.servers": f"{HOST}:{controller_port}",
         "listeners": f"PLAINTEXT://{HOST}:{client_port},CONTROLLER://{HOST}:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://{HOST}:{client_port}",
         "controller.listener.names": "CONTROLLER",
@@ -165,13 +201,14 @@ def _server_properties(client_port: int, controller_port: int, log_dir: Path, ex
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def _format(base: Sequence[str], config_path: Path, data_dir: Path) -> None:
-    """Run ``StorageTool format --standalone`` once for a fresh data dir."""
-    cluster_id = new_cluster_id()
+def _format(base: Sequence[str], config_path: Path, data_dir: Path, member: ClusterMember | None) -> None:
+    """Run ``StorageTool format`` once for a fresh data dir: ``--standalone`` for a node alone, the
+    cluster's id for a member (its voters are in the config)."""
+    cluster_id = new_cluster_id() if member is None else member.cluster_id
     # "--cluster-id=<id>", not "-t <id>": one id in 64 starts with "-", which the tool's argument
     # parser then takes for an option ("expected one argument").
-    command = [*base, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--standalone",
-               "-c", str(config_path)]
+    command = [*base, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+               *(["--standalone"] if member is None else []), "-c", str(config_path)]
     logger.info("formatting Kafka log dir in %s", data_dir)
     try:
         result = subprocess.run(

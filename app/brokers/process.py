@@ -87,6 +87,13 @@ class BrokerHandle:
         if self._remove_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
+    def kill(self) -> None:
+        """SIGKILL the broker's process group and reap it, as a crash would: no controlled
+        shutdown, so its partitions move only when the controller notices (the fault suite)."""
+        _signal_group(self._process.pid, signal.SIGKILL)
+        self._process.wait()
+        _live_handles.discard(self)
+
     def detach(self) -> None:
         """Leave the broker running after this process exits (``streamvec broker start``)."""
         _live_handles.discard(self)

@@ -79,7 +79,8 @@ def produce(file: Path, to: str, broker: str | None, quiet: bool, print_offsets:
         lines = read_events(file, key_field)
     except ProduceError as exc:
         raise click.ClickException(str(exc)) from None
-    offsets = asyncio.run(send(settings.broker, topic, partitions, lines, progress=not quiet))
+    offsets = asyncio.run(send(settings.broker, topic, partitions, lines, progress=not quiet,
+                               replication_factor=settings.replication_factor))
     click.echo(f"{len(lines)} records acknowledged on {topic}", err=print_offsets)
     if print_offsets:
         click.echo(json.dumps({"after": {str(p): offset for p, offset in sorted(offsets.items())}}))

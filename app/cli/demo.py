@@ -40,6 +40,8 @@ WATCHLIST = [
 USER = "alice"
 USER_CATEGORY = "animal"
 USER_VIEWS = 5
+REPLICATION_FACTOR = 1
+"""The demo runs one local broker: one copy of each topic, asked for, so nothing warns that it is fewer."""
 
 
 def run_demo(settings: Settings, kind: str, data: Path) -> None:
@@ -49,6 +51,7 @@ def run_demo(settings: Settings, kind: str, data: Path) -> None:
     try:
         env = {**os.environ, "STREAMVEC_BROKER": broker.url, "STREAMVEC_APP_ID": settings.app_id,
                "STREAMVEC_SESSION_TIMEOUT": "6", "STREAMVEC_REBALANCE_TIMEOUT": "6",
+               "STREAMVEC_REPLICATION_FACTOR": str(REPLICATION_FACTOR),
                # Tansu answers InitProducerId with an error: no idempotent producer there.
                "STREAMVEC_IDEMPOTENT_PRODUCER": "false" if kind == "tansu" else "true"}
         ports = [settings.web_port + i for i in range(WORKERS)]
@@ -57,11 +60,13 @@ def run_demo(settings: Settings, kind: str, data: Path) -> None:
         lines = read_events(data)
         click.echo(f"{kind} broker on {broker.url}; workers on ports {ports}; logs in {settings.datadir}")
         asyncio.run(produce(broker.url, settings.watchlist_topic, WATCHLIST_PARTITIONS, _keyed(WATCHLIST, "id"),
-                            progress=False))
-        asyncio.run(produce(broker.url, settings.events_topic, settings.partitions, lines))
+                            progress=False, replication_factor=REPLICATION_FACTOR))
+        asyncio.run(produce(broker.url, settings.events_topic, settings.partitions, lines,
+                            replication_factor=REPLICATION_FACTOR))
         url = f"http://127.0.0.1:{ports[0]}"
         _wait_indexed(url, len(lines), workers, settings.api_key)
-        asyncio.run(produce(broker.url, settings.activity_topic, settings.partitions, _activity(lines), progress=False))
+        asyncio.run(produce(broker.url, settings.activity_topic, settings.partitions, _activity(lines), progress=False,
+                            replication_factor=REPLICATION_FACTOR))
         _print_alert(broker.url, settings.alerts_topic)
         _print_recommendation(url, settings.api_key, workers)
         _print_usage(ports)

@@ -16,6 +16,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
+from app.replication import DEFAULT_REPLICATION_FACTOR
 from app.topics import bootstrap, ensure_topic
 from index.exceptions import StreamvecError
 
@@ -54,10 +55,12 @@ def _numbered(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, raw.strip()
 
 
-async def produce(broker: str, topic: str, partitions: int, lines: list[Line], progress: bool = True) -> dict[int, int]:
+async def produce(broker: str, topic: str, partitions: int, lines: list[Line], progress: bool = True,
+                  replication_factor: int = DEFAULT_REPLICATION_FACTOR) -> dict[int, int]:
     """Send ``lines`` and wait for every acknowledgement; returns the highest offset written in
-    each partition (what a search's ``after`` waits for, for read-your-writes)."""
-    await ensure_topic(broker, topic, partitions)
+    each partition (what a search's ``after`` waits for, for read-your-writes). A topic that
+    does not exist yet is created with ``replication_factor`` replicas, as a worker would."""
+    await ensure_topic(broker, topic, partitions, replication_factor=replication_factor)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker), acks="all", linger_ms=5,
                                 max_batch_size=1 << 20, enable_idempotence=False)
     await producer.start()

@@ -15,6 +15,7 @@ import secrets
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from app.replication import DEFAULT_REPLICATION_FACTOR
 from app.topics import bootstrap, ensure_topic, read_to_end
 
 logger = logging.getLogger(__name__)
@@ -26,24 +27,27 @@ _READ_TIMEOUT = 30.0  # seconds
 class ClusterSecret:
     """The group's shared secret, fetched once (from the setting or the secret topic)."""
 
-    def __init__(self, configured: str, broker: str, topic: str) -> None:
+    def __init__(self, configured: str, broker: str, topic: str,
+                 replication_factor: int = DEFAULT_REPLICATION_FACTOR) -> None:
         self._value = configured or None
         self._broker = broker
         self._topic = topic
+        self._replication_factor = replication_factor
         self._lock = asyncio.Lock()
 
     async def get(self) -> str:
         if self._value is None:
             async with self._lock:
                 if self._value is None:
-                    self._value = await _shared_secret(self._broker, self._topic)
+                    self._value = await _shared_secret(self._broker, self._topic, self._replication_factor)
                     logger.info("cluster secret taken from topic %s", self._topic)
         return self._value
 
 
-async def _shared_secret(broker: str, topic: str) -> str:
+async def _shared_secret(broker: str, topic: str, replication_factor: int) -> str:
     """The first record of the secret topic, after writing one if the topic is empty."""
-    await ensure_topic(broker, topic, 1, {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"})
+    await ensure_topic(broker, topic, 1, {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+                       replication_factor)
     first = await _first_record(broker, topic)
     if first is None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap(broker), acks="all")

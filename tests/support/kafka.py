@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import ConsumerRecord
 
 from app.brokers.process import BrokerError, BrokerHandle
@@ -24,6 +25,8 @@ from app.topics import bootstrap, ensure_topic
 
 REPO = Path(__file__).resolve().parents[2]
 RawRecord = tuple[bytes | None, bytes | None]
+DYNAMIC_TOPIC_CONFIG = 1
+"""DescribeConfigs' ``config_source`` of a value set on the topic itself (not a broker default)."""
 
 
 def running_broker(start: Callable[[], BrokerHandle], kind: str) -> Iterator[str]:
@@ -124,4 +127,35 @@ def committed_offsets(broker: str, group: str) -> int:
             return sum(max(0, meta.offset) for meta in offsets.values())
         finally:
             await admin.close()
+    return asyncio.run(run())
+
+
+def partition_leaders(broker: str, topic: str) -> dict[int, int]:
+    """``{partition: id of the broker leading it}``, as the cluster's metadata says now."""
+    async def run() -> dict[int, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker))
+        await admin.start()
+        try:
+            (described,) = await admin.describe_topics([topic])
+            return {p["partition"]: p["leader"] for p in described["partitions"]}
+        finally:
+            await admin.close()
+    return asyncio.run(run())
+
+
+def topic_replication(broker: str, topic: str) -> tuple[int, str | None]:
+    """The fewest replicas of any partition of ``topic``, and its own ``min.insync.replicas``
+    (``None`` when the topic does not set it and the broker's default applies)."""
+    async def run() -> tuple[int, str | None]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker))
+        await admin.start()
+        try:
+            (described,) = await admin.describe_topics([topic])
+            (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                                                       {"min.insync.replicas": None})])
+        finally:
+            await admin.close()
+        (entry,) = response.to_object()["resources"][0]["config_entries"]
+        own = entry["config_source"] == DYNAMIC_TOPIC_CONFIG
+        return min(len(p["replicas"]) for p in described["partitions"]), entry["config_value"] if own else None
     return asyncio.run(run())

@@ -35,6 +35,8 @@ NOT_IN_REPOSITORY = {
     ".venv": "the virtualenv `make install` creates",
     ".env": "the operator's own variables for compose",
     "apache/kafka": "the official Kafka image on Docker Hub, which compose runs",
+    "kafka-configs.sh": "a tool in the Kafka distribution's bin/",
+    "kafka-reassign-partitions.sh": "a tool in the Kafka distribution's bin/",
     "config.json": "a file of a sentence-transformers model directory",
     "model.safetensors": "a file of a sentence-transformers model directory",
     "tokenizer.json": "a file of a model directory, or beside an .onnx file",
