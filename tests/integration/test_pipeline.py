@@ -34,11 +34,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     group = Group(kafka_broker, new_app_id("pipe"), tmp_path_factory.mktemp("cluster"), model_cache, PARTITIONS)
-    # The events topic exists before the workers join, as group_factory makes it: a clean-clone
-    # CI run (2026-12-07) had the group form before the first send created it, and the workers
-    # subscribed to it only 5 minutes later, though STREAMVEC_METADATA_MAX_AGE is 5 s (open: see
-    # docs/operations.md "Known gaps").
-    group.create_events_topic()
+    group.create_events_topic()  # as group_factory does: nothing depends on which worker creates it
     try:
         yield Cluster(group)
     finally:
