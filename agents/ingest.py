@@ -371,7 +371,7 @@ class IngestProcessor:
         """The record an accepted event leaves: versions only grow, so an event without one (a delete,
         or an upsert) keeps the highest seen. An unversioned upsert once stored no version, and an
         older versioned event resent after it was indexed (review finding SP-21)."""
-        version = event.version if event.version is not None else (prior.version if prior else None)
+        version = _version_after(event, prior)
         if event.op == "delete":
             if prior is None and version is None:
                 return _Write(source, event, None)  # nothing stored, nothing to remember
@@ -624,6 +624,11 @@ def _is_stale(event: Event, prior: _Prior | None, where: tuple[str, int]) -> boo
     return prior.source is not None and prior.source[0] == where[0] and where[1] < prior.source[1]
 
 
+def _version_after(event: Event, prior: _Prior | None) -> int | None:
+    """The version an accepted event leaves: its own, or the stored one when it has none (versions only grow)."""
+    return event.version if event.version is not None else (prior.version if prior else None)
+
+
 def _is_unchanged(event: Event, prior: _Prior | None, model: str) -> bool:
     """Writing this upsert would store the same record (``ts`` aside): skip the write and the index work.
 
@@ -635,8 +640,7 @@ def _is_unchanged(event: Event, prior: _Prior | None, model: str) -> bool:
         same_vector = prior.model == model
     else:
         same_vector = prior.vector is not None and np.array_equal(prior.vector, event.vector)
-    version = event.version if event.version is not None else prior.version  # versions only grow (_write_for)
-    return (same_vector and prior.text_hash == event.text_hash and prior.version == version
+    return (same_vector and prior.text_hash == event.text_hash and prior.version == _version_after(event, prior)
             and dict(prior.metadata) == dict(event.metadata))
 
 
