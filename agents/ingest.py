@@ -99,8 +99,8 @@ class IngestTable(Protocol):
 
 class Positions(Protocol):
     """Where the input partitions begin, which offsets of a range hold a record the consumer delivers
-    (read from the broker), reading one again from an offset, and committing where the group
-    resumes them (Faust's consumer)."""
+    (read from the broker), reading one again from an offset, and resuming partitions at given
+    offsets: committed for the group and sought to by the consumer (Faust's)."""
 
     async def earliest(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
 
@@ -108,7 +108,7 @@ class Positions(Protocol):
 
     async def rewind(self, topic: str, partition: int, offset: int) -> None: ...
 
-    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None: ...
+    async def resume_at(self, offsets: Mapping[tuple[str, int], int]) -> None: ...
 
 
 class Sender(Protocol):
@@ -292,22 +292,26 @@ class IngestProcessor:
             await asyncio.wait([asyncio.wrap_future(job) for job in previous])
 
     async def resume_from_progress(self, partitions: set[int]) -> None:
-        """Commit, for each input partition of ``partitions``, the first offset its progress record
-        says is not done (:func:`index.records.progress.resume_offsets`).
+        """Resume each input partition of ``partitions`` at the first offset its progress record
+        says is not done (:func:`index.records.progress.resume_offsets`): commit it and seek there.
 
-        The vectors table calls this when a rebalance's recovery completes, and Faust seeks every
-        input partition to its committed offset right after. Its own commits can be past events it
-        never delivered (after a seek it counts a jump in offsets as done), so ingest starts from
-        what the changelog says it did instead.
+        The vectors table calls this when a rebalance's recovery completes. The group's own commits
+        can be past events nobody indexed (a batch abandoned to a rebalance is acknowledged, and
+        after a seek Faust counts a jump in offsets as done), so ingest starts from what the
+        changelog says it did instead. Committing is not enough: Faust seeks to the committed
+        offset right after, but aiokafka's ``seek_to_committed`` ignores a committed offset 0, so a
+        partition without a progress record stayed where the group's old commit had put it, and its
+        events were passed until a later one arrived (CI saw partitions idle for 5 minutes).
         """
         offsets = progress.resume_offsets({p: self.table.progress(p) for p in partitions}, self.parsers)
         if not offsets:
             return
         try:
-            await self.positions.commit(offsets)
-        except Exception:
-            logger.exception("partitions %s: committing the offsets of their progress records failed; ingest "
-                             "reads on from the group's own commits", sorted(partitions))
+            await self.positions.resume_at(offsets)
+        except Exception as exc:  # noqa: BLE001 — a rebalance under way; its recovery resumes them again
+            logger.warning("partitions %s: resuming them at their progress records' offsets failed (%s: %s); "
+                           "the rebalance that follows resumes them again", sorted(partitions),
+                           type(exc).__name__, exc)
 
     # ---- 1. decide ----------------------------------------------------------------------
 
@@ -644,6 +648,10 @@ def _is_unchanged(event: Event, prior: _Prior | None, model: str) -> bool:
             and dict(prior.metadata) == dict(event.metadata))
 
 
+class RebalanceUnderway(StreamvecError):
+    """The group moved on to another generation while a rebalance's recovery was finishing."""
+
+
 class ConsumerPositions:
     """:class:`Positions` from a Faust app's consumer, and ``reader`` for what a range holds (a
     consumer of its own, with the input consumer's isolation level: it must see the records that
@@ -666,9 +674,11 @@ class ConsumerPositions:
         # Faust's Fetcher crashed (docs/faust.md §8).
         await self.app.consumer.seek_wait({TP(topic, partition): offset})
 
-    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+    async def resume_at(self, offsets: Mapping[tuple[str, int], int]) -> None:
         tps = {TP(topic, partition): offset for (topic, partition), offset in offsets.items()}
-        await self.app.consumer._commit(tps)  # noqa: SLF001 — Faust has no public commit of given offsets
+        if not await self.app.consumer._commit(tps):  # noqa: SLF001 — Faust has no public commit of given offsets
+            raise RebalanceUnderway("the group rebalanced again before the commit")
+        await self.app.consumer.seek_wait(tps)  # on the consumer's thread, as in rewind
 
 
 def register_ingest(app: faust.App, topic: faust.TopicT, processor: IngestProcessor, dead_letters: faust.TopicT,

@@ -117,6 +117,20 @@ def end_offsets(broker: str, topic: str, partitions: int) -> dict[int, int]:
     return asyncio.run(run())
 
 
+def commit_offsets(broker: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    """Commit ``{partition: offset}`` of ``topic`` for consumer group ``group`` while it has no
+    member, as a member that left would have (Faust commits what its streams acknowledged)."""
+    async def run() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(broker), group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign([TopicPartition(topic, p) for p in offsets])
+            await consumer.commit({TopicPartition(topic, p): offset for p, offset in offsets.items()})
+        finally:
+            await consumer.stop()
+    asyncio.run(run())
+
+
 def committed_offsets(broker: str, group: str) -> int:
     """The sum of the consumer group's committed offsets (0 before its first commit)."""
     async def run() -> int:

@@ -150,7 +150,7 @@ class Positions:
 
     def __init__(self) -> None:
         self.rewinds: list[tuple[str, int, int]] = []
-        self.commits: list[dict[tuple[str, int], int]] = []
+        self.resumed: list[dict[tuple[str, int], int]] = []
         self.absent: set[int] = set()
         self.unreadable = False
 
@@ -165,10 +165,10 @@ class Positions:
     async def rewind(self, topic: str, partition: int, offset: int) -> None:
         self.rewinds.append((topic, partition, offset))
 
-    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+    async def resume_at(self, offsets: Mapping[tuple[str, int], int]) -> None:
         if not offsets:
-            raise AssertionError("an empty commit")
-        self.commits.append(dict(offsets))
+            raise AssertionError("resumed at no offsets")
+        self.resumed.append(dict(offsets))
 
 
 class Observer:
@@ -322,9 +322,10 @@ def test_an_agent_over_a_topic_without_a_parser_is_refused_at_declaration() -> N
                         batch_size=8, batch_wait=0.1)
 
 
-def test_the_agent_commits_where_each_recovered_partition_resumes_from_its_progress_record() -> None:
-    """The vectors table calls this at the end of every rebalance's recovery, before Faust seeks
-    the input partitions: the group's own commits may be past events it never delivered."""
+def test_the_agent_resumes_each_recovered_partition_where_its_progress_record_says() -> None:
+    """The vectors table calls this at the end of every rebalance's recovery: the group's own
+    commits may be past events nobody indexed. A partition without a record resumes at offset 0
+    (tests/integration/test_offset_gaps.py proves the consumer really goes there)."""
     app = faust.App("resume-test", broker="kafka://127.0.0.1:1")
     rig = Rig()
     register_ingest(app, app.topic(EVENTS), rig.processor, app.topic(DEAD), batch_size=8, batch_wait=0.1)
@@ -332,20 +333,21 @@ def test_the_agent_commits_where_each_recovered_partition_resumes_from_its_progr
     first, _, third = (rig.event({"id": f"d{n}", "vector": [1, n, 0, 0]}) for n in range(3))
     rig.run(first, third)  # the consumer skipped the second
     asyncio.run(rig.processor.resume_from_progress({0, 3}))
-    assert rig.positions.commits == [{(EVENTS, 0): 1, (EVENTS, 3): 0}]
-    asyncio.run(rig.processor.resume_from_progress(set()))  # nothing recovered: nothing committed
-    assert len(rig.positions.commits) == 1
+    assert rig.positions.resumed == [{(EVENTS, 0): 1, (EVENTS, 3): 0}]
+    asyncio.run(rig.processor.resume_from_progress(set()))  # nothing recovered: nothing resumed
+    assert len(rig.positions.resumed) == 1
 
 
-def test_a_failed_commit_of_where_ingest_resumes_is_logged_and_ingest_reads_on(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_resuming_cut_short_by_another_rebalance_is_a_warning_not_a_crash(caplog: pytest.LogCaptureFixture) -> None:
     rig = Rig()
 
     async def refused(offsets: Mapping[tuple[str, int], int]) -> None:
         raise RuntimeError("already rebalanced")
-    rig.positions.commit = refused  # type: ignore[method-assign]
+    rig.positions.resume_at = refused  # type: ignore[method-assign]
     asyncio.run(rig.processor.resume_from_progress({2}))
-    assert "committing the offsets of their progress records failed" in caplog.text
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "partitions [2]: resuming them at their progress records' offsets failed (RuntimeError: "
+                    "already rebalanced); the rebalance that follows resumes them again")]
 
 
 def test_an_upsert_identical_to_the_stored_record_is_unchanged_and_not_rewritten() -> None:
