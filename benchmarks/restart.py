@@ -9,7 +9,10 @@ and → every document answering (``GET /stats``: N documents, nothing partial):
 * restart with snapshots off (``STREAMVEC_SNAPSHOT_INTERVAL=0``): the index built from RocksDB;
 * a fresh worker with an empty data dir (the changelog replayed, the index built).
 
-It also prints the RSS after each start and the snapshot's size.
+It also prints the RSS after each start, the snapshot's size, and for each SIGTERM the seconds
+to the process's exit and whether the worker left the group on the way (the group has no member
+right after: its partitions move at once, not a session timeout later). The harness kills a
+worker that has not exited 20 s after SIGTERM, and says so.
 
     python -m benchmarks.restart [--n 100000] [--synthetic] [--partitions 8]
 """
@@ -19,15 +22,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import psutil
+from aiokafka.admin import AIOKafkaAdminClient
 
 from app.brokers.kafka import start_kafka
 from app.settings import Settings
+from app.topics import bootstrap
 from benchmarks.corpus import DEFAULT_CACHE, load_corpus
 from benchmarks.feed import bulk_load, vector_events
 from tests.support.workers import Worker, wait_for
@@ -52,6 +58,29 @@ def started(worker: Worker, documents: int) -> tuple[float, float, float]:
     return ready, answering, rss / 2**20
 
 
+def stopped(worker: Worker, broker: str, group: str) -> tuple[float, str]:
+    """SIGTERM ``worker``: seconds until its process exited, and how it left the group."""
+    began = time.perf_counter()
+    worker.stop()
+    took = time.perf_counter() - began
+    assert worker.process is not None
+    if worker.process.returncode == -signal.SIGKILL:
+        return took, "killed after 20 s"
+    members = asyncio.run(group_members(broker, group))
+    return took, "left the group" if members == 0 else f"{members} member(s) still in the group"
+
+
+async def group_members(broker: str, group: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker))
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+        (described,) = response.groups
+        return len(described[5])  # DescribeGroups v0+: error, group id, state, protocol type, protocol, members
+    finally:
+        await admin.close()
+
+
 def snapshot_mb(worker: Worker) -> float:
     found = list(worker.datadir.rglob(SNAPSHOT))
     return sum(path.stat().st_size for path in found[0].iterdir()) / 1e6 if found else 0.0
@@ -73,6 +102,7 @@ def main() -> None:
            "STREAMVEC_MODEL_CACHE": str(settings.model_cache_dir.resolve()), "STREAMVEC_LOG_LEVEL": "warning",
            "STREAMVEC_SNAPSHOT_INTERVAL": "30"}
     rows: list[tuple[str, float, float, float]] = []
+    stops: list[tuple[str, float, str]] = []
     worker = Worker("restart", env, root / "worker")
     try:
         worker.start().wait_ready(timeout=300)
@@ -81,19 +111,19 @@ def main() -> None:
                               vector_events(corpus.doc_ids, corpus.doc_vectors, corpus.doc_metadata)))
         wait_for("the load to be queryable", lambda: worker.stats()["documents"] == args.n, timeout=3600, interval=0.2)
         load = time.perf_counter() - began
-        worker.stop()
+        stops.append(("after the load", *stopped(worker, broker.url, app_id)))
         size = snapshot_mb(worker)
         rows.append(("restart after a clean stop (snapshot)", *started(worker, args.n)))
         time.sleep(35)  # one scheduled snapshot at least, then kill -9
         worker.kill()
         rows.append(("restart after kill -9 (snapshot + changelog)", *started(worker, args.n)))
-        worker.stop()
+        stops.append(("after a restart from the snapshot", *stopped(worker, broker.url, app_id)))
         off = Worker("restart", {**env, "STREAMVEC_SNAPSHOT_INTERVAL": "0"}, worker.datadir, port=worker.port)
         rows.append(("restart, snapshots off (built from RocksDB)", *started(off, args.n)))
-        off.stop()
+        stops.append(("snapshots off", *stopped(off, broker.url, app_id)))
         fresh = Worker("fresh", env, root / "fresh")
         rows.append(("fresh worker, empty data dir (changelog)", *started(fresh, args.n)))
-        fresh.stop()
+        stops.append(("after a rebuild from the changelog", *stopped(fresh, broker.url, app_id)))
     finally:
         worker.stop()
         broker.stop()
@@ -103,6 +133,9 @@ def main() -> None:
     print(f"{'start':<46} {'→ /ready s':>11} {'→ all answer s':>15} {'RSS MB':>8}")
     for name, ready, answering, rss in rows:
         print(f"{name:<46} {ready:>11.1f} {answering:>15.1f} {rss:>8.0f}")
+    print(f"\n{'SIGTERM, holding ' + format(args.n, ',') + ' documents':<46} {'→ exit s':>11}   group")
+    for name, took, left in stops:
+        print(f"{name:<46} {took:>11.1f}   {left}")
 
 
 if __name__ == "__main__":
