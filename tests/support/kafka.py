@@ -157,6 +157,25 @@ def partition_leaders(broker: str, topic: str) -> dict[int, int]:
     return asyncio.run(run())
 
 
+def alter_topic(broker: str, topic: str, configs: dict[str, str]) -> None:
+    """Set ``configs`` on ``topic``, keeping the rest of its own settings (AlterConfigs replaces
+    them all, and a changelog that lost its ``cleanup.policy=compact`` would be deleted by age)."""
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(broker))
+        await admin.start()
+        try:
+            (described,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            entries = described.to_object()["resources"][0]["config_entries"]
+            own = {e["config_names"]: e["config_value"] for e in entries if e["config_source"] == DYNAMIC_TOPIC_CONFIG}
+            (response,) = await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                                                    {**own, **configs})])
+        finally:
+            await admin.close()
+        errors = [(code, message) for code, message, *_ in response.resources if code]
+        assert not errors, f"altering {topic}: {errors}"
+    asyncio.run(run())
+
+
 def topic_replication(broker: str, topic: str) -> tuple[int, str | None]:
     """The fewest replicas of any partition of ``topic``, and its own ``min.insync.replicas``
     (``None`` when the topic does not set it and the broker's default applies)."""
