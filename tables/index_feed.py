@@ -8,15 +8,21 @@ queued build holds no handle, and a build of a partition that moves stops at its
 queued work once made a revoke-and-return hit Faust's 30 × 1 s "is locked" retry and then stop,
 docs/faust.md §8). Writes that arrive during a build wait in the copy and are applied
 when it ends, in order. An index update that fails rebuilds the copy from the local store.
+
+A store writes RocksDB and enqueues the same writes here inside :meth:`IndexFeed.storing`, and a
+build reads the store's offset and progress record to publish under the same lock, so it never
+sees a write that is in RocksDB but not yet waiting in the copy (review finding SP-17).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -77,6 +83,7 @@ class IndexFeed:
         self.keep_moved = keep_moved
         self._source = source
         self._slots: dict[int, _Slot] = {}
+        self._storing = threading.Lock()  # a store's write to RocksDB and its enqueue, against a publish
         self.pool = ThreadPoolExecutor(max_workers=usable_cores(), thread_name_prefix="index")
 
     # ---- copies coming and going (on the loop, but take_back) -------------------------------
@@ -187,6 +194,19 @@ class IndexFeed:
 
     # ---- writes (from the loop) ------------------------------------------------------------
 
+    @contextmanager
+    def storing(self) -> Iterator[None]:
+        """Hold this while writing records to RocksDB and enqueueing them: a build publishes before
+        or after, never between.
+
+        A build publishes at the store's offset and progress record, and what it did not read
+        must be waiting in the copy. A publish between a store's write and its enqueue marked the
+        copy built with records the index lacked: a snapshot then saved claimed them, so a restart
+        never replayed them, and ``after`` was satisfied early (review finding SP-17). The lock is
+        held for a write batch on one side and two reads on the other."""
+        with self._storing:
+            yield
+
     def enqueue(self, partition: int, ops: list[Op], offset: int) -> Future[None] | None:
         """Index ``ops``, the writes of ``partition`` up to changelog ``offset``: the lane job's future,
         or None when the partition has no copy (its build reads RocksDB anyway) or is being built
@@ -267,7 +287,8 @@ class IndexFeed:
 
     def _publish(self, copy: PartitionCopy[list[Op]]) -> None:
         """Apply the writes that came during the build, then let the copy answer queries."""
-        copy.built(self._source.stored_offset(copy.partition), self._source.progress(copy.partition))
+        with self._storing:  # every write the store holds is read by the build or waits in the copy (SP-17)
+            copy.built(self._source.stored_offset(copy.partition), self._source.progress(copy.partition))
         while True:
             pending = copy.drain()
             if pending is None:

@@ -121,7 +121,8 @@ class IndexedStore(OrderedStore):
         """Store records the changelog has acknowledged up to ``changelog_offset``, then index them.
 
         One RocksDB write batch holds the records and the new persisted offset, so after any
-        crash the store is at a changelog offset and recovery replays what comes after it.
+        crash the store is at a changelog offset and recovery replays what comes after it. The
+        write and the enqueue are one step for a build that publishes (:meth:`IndexFeed.storing`).
         Returns the index job's future, or None while the partition is being built (the
         writes are applied when the build ends).
         """
@@ -129,9 +130,10 @@ class IndexedStore(OrderedStore):
         for key, value in writes:
             batch.put(key, value)
         batch.put(self.offset_key, str(changelog_offset).encode())
-        self._db_for_partition(partition).write(batch)
-        self._wrote(partition, changelog_offset)
-        return self._feed.enqueue(partition, list(writes), changelog_offset)
+        with self._feed.storing():  # a build publishes before or after both, never between (SP-17)
+            self._db_for_partition(partition).write(batch)
+            self._wrote(partition, changelog_offset)
+            return self._feed.enqueue(partition, list(writes), changelog_offset)
 
     def _set(self, key: bytes, value: bytes | None) -> None:
         raise TypeError("the vectors table is written only through IndexedStore.commit, after the changelog "
@@ -144,15 +146,16 @@ class IndexedStore(OrderedStore):
 
     def _write_changelog(self, events: list[EventT]) -> None:
         """Changelog records, in offset order per partition, to RocksDB and then the index."""
-        super()._write_changelog(events)
         by_partition: dict[int, list[Op]] = {}
         last: dict[int, int] = {}
         for event in events:
             message = event.message
             by_partition.setdefault(message.partition, []).append((message.key, message.value))
             last[message.partition] = max(message.offset, last.get(message.partition, -1))
-        for partition, ops in by_partition.items():
-            self._feed.enqueue(partition, ops, last[partition])
+        with self._feed.storing():  # as in commit (SP-17)
+            super()._write_changelog(events)
+            for partition, ops in by_partition.items():
+                self._feed.enqueue(partition, ops, last[partition])
 
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0

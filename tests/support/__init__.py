@@ -7,6 +7,7 @@
   break; the checks that the workers hold exactly that.
 * ``gaps``: offsets that never come as records (transactions, compaction, deleted records),
   and the progress records read back.
+* ``records``: table and progress records for the unit tests of the vectors table's store.
 * ``usecases``: sample glosses, partitions of keys, latency figures.
 * ``users``: the shared group of workers behind the page, client and Prometheus tests.
 * ``fixtures``, ``suites``, ``leaks``: pytest plugins (tests/conftest.py loads them).

@@ -23,18 +23,9 @@ from tables import index_feed
 from tables.copies import Copies, CopyState
 from tables.index_feed import IndexFeed, Op
 from tables.index_snapshots import Snapshots
+from tests.support.records import done_upto, record
 
 OFFSET_KEY = b"__faust\x00offset__"
-
-
-def record(x: float, y: float) -> bytes:
-    return codec.encode(codec.Record(vector=np.asarray([x, y], dtype=np.float32)))
-
-
-def done_upto(offset: int) -> Progress:
-    done = Progress()
-    done.begin("events", offset)
-    return done
 
 
 class Database:
