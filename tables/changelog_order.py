@@ -58,6 +58,11 @@ class ChangelogOrder(Generic[T]):
         """The partition is no longer held here: a range still being read is not applied."""
         self._partitions.pop(partition, None)
 
+    def missing(self, partition: int) -> Gap | None:
+        """The range the partition waits for, if it holds records behind one."""
+        state = self._partitions.get(partition)
+        return state.missing if state is not None else None
+
     def waiting(self, gap: Gap) -> bool:
         """Whether ``gap`` is still what its partition waits for (not reset or forgotten since)."""
         state = self._partitions.get(gap.partition)

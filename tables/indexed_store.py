@@ -93,9 +93,13 @@ class IndexedStore(OrderedStore):
     # ---- what the query path and the ingest agent read ------------------------------------
 
     def copies(self) -> dict[int, Copy]:
-        """Every partition this worker holds in the latest assignment, with its state."""
+        """Every partition this worker holds in the latest assignment, with its state. A copy whose
+        store holds changelog records behind a gap does not serve until the gap is read: a standby
+        promoted to active while its records were held answered for an empty partition with no lag
+        (tests/faults/test_compacted_changelogs.py)."""
         held = self.held()
-        return {p: Copy(p, held[p], copy.serving, 0 if held[p] else self._lag(p, copy.offset), copy.applied)
+        return {p: Copy(p, held[p], copy.serving and not self.behind_gap(p),
+                        0 if held[p] else self._lag(p, copy.offset), copy.applied)
                 for p, copy in self._copies.held().items() if p in held}
 
     @property

@@ -8,6 +8,14 @@ each record is checked against the offset its partition's copy is at, and from a
 not delivered on, the broker is read straight (:mod:`tables.changelog_reader`) before what came
 after it is applied. Meanwhile the copy stays at the offset before the range, so its lag shows.
 
+Faust calls recovery complete once its own consumer reached each changelog's end, records held
+behind a gap or not; then ingest resumes each active partition from its progress record in
+RocksDB, and the agents write on top of what RocksDB holds. So an active partition's recovery
+completes only once its gaps are read (review finding SP-6: a fresh worker reading a compacted
+changelog through a slow side reader resumed ingest from an older progress record, read the
+events after it again against the older store, and its outcome counts came out half the
+writer's; tests/faults/test_compacted_changelogs.py).
+
 Every table of the worker uses this store: the vectors table through
 :class:`tables.indexed_store.IndexedStore`, the profiles table as it is.
 """
@@ -31,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 RETRY_SECONDS = (1.0, 30.0)
 """First and longest wait before a range the broker did not give is read again."""
+GAP_POLL_SECONDS = 0.05
+"""How often the end of recovery looks whether the active partitions' gaps are read."""
 
 S = TypeVar("S", bound=Store)
 
@@ -81,6 +91,10 @@ class OrderedStore(Store):
         """The changelog offset the partition's RocksDB is at (Faust's own persisted offset); no side effects."""
         return super().persisted_offset(TP(self.table.changelog_topic_name, partition))  # type: ignore[no-any-return]
 
+    def behind_gap(self, partition: int) -> bool:
+        """Whether the partition's store holds changelog records behind a range being read."""
+        return self._order.missing(partition) is not None
+
     def held(self) -> dict[int, bool]:
         """The partitions of this table the worker holds in the latest assignment (Faust's assignor),
         each with whether it is active here (True) or a standby (False)."""
@@ -102,6 +116,27 @@ class OrderedStore(Store):
         for partition in self._changelog_partitions(revoked) - self._changelog_partitions(assigned):
             self._order.forget(partition)  # a range still being read is not written to a closed partition
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        await self._gaps_read(self._changelog_partitions(active_tps))
+        await super().on_recovery_completed(active_tps, standby_tps)
+
+    async def _gaps_read(self, partitions: set[int]) -> None:
+        """Return once none of ``partitions`` holds records behind a gap (read, or the partition
+        moved away: a revoke forgets it), see the module docstring. Standby copies are not waited
+        for: they serve nothing that is behind (their lag shows) and take no writes."""
+        def pending() -> dict[int, Gap]:
+            return {p: gap for p in sorted(partitions) if (gap := self._order.missing(p)) is not None}
+        waiting = pending()
+        if not waiting:
+            return
+        began = asyncio.get_running_loop().time()
+        logger.info("%s partitions %s: recovery completes once the changelog ranges %s are read from the broker",
+                    self.table.name, sorted(waiting), ", ".join(f"{g.start}-{g.end - 1}" for g in waiting.values()))
+        while pending():
+            await asyncio.sleep(GAP_POLL_SECONDS)
+        logger.info("%s partitions %s: their changelog ranges were read in %.1f s; recovery completes",
+                    self.table.name, sorted(waiting), asyncio.get_running_loop().time() - began)
 
     async def stop(self) -> None:
         for task in list(self._filling):

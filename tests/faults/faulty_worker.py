@@ -12,9 +12,11 @@ Everything else about the worker is the product's own.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,12 +24,15 @@ from agents.ingest import IngestProcessor
 from app.cli import main
 from app.embedding import EmbeddingService
 from index.model.embedder import TextEmbeddings
+from tables.changelog_reader import ChangelogReader
 
 _DOWN = Path(os.environ.get("FAULT_MODEL_DOWN_FILE", "/nonexistent/model-down"))
 _EXIT = Path(os.environ.get("FAULT_EXIT_AFTER_PROGRESS_FILE", "/nonexistent/exit-after-progress"))
 _real_embed = EmbeddingService.embed
 _real_embed_with_stats = EmbeddingService.embed_with_stats
 _real_make_durable = IngestProcessor._make_durable
+_SLOW_READS = float(os.environ.get("FAULT_SLOW_CHANGELOG_READS", "0"))
+_real_read = ChangelogReader.read
 
 
 def _fail_while_down() -> None:
@@ -53,7 +58,14 @@ async def _embed_with_stats(self: EmbeddingService, texts: Sequence[str]) -> Tex
     return await _real_embed_with_stats(self, texts)
 
 
+async def _slow_read(self: ChangelogReader, *args: Any, **kwargs: Any) -> Any:
+    await asyncio.sleep(_SLOW_READS)
+    return await _real_read(self, *args, **kwargs)
+
+
 EmbeddingService.embed = _embed  # type: ignore[method-assign]
 EmbeddingService.embed_with_stats = _embed_with_stats  # type: ignore[method-assign]
 IngestProcessor._make_durable = _make_durable  # type: ignore[method-assign]
+if _SLOW_READS:
+    ChangelogReader.read = _slow_read  # type: ignore[method-assign]
 main(["worker"])
