@@ -5,13 +5,15 @@ internal topics, in three agents (each batch acknowledged only after what it pro
 
 1. ``activity`` on ``<app id>-activity``: validates each event (bad ones are dead-lettered
    with a reason) and re-keys it by item onto ``<app id>-activity-by-item`` (the original
-   bytes and timestamp), which is co-partitioned with the vectors table;
+   bytes and timestamp, and its position as the ``activity-origin`` header: the identity a
+   redelivery keeps), which is co-partitioned with the vectors table;
 2. ``activity-join`` on that topic: runs where the item's partition lives and reads the
    item's vector from it; an unknown or deleted item is dead-lettered (``unknown_item``);
    the activity with the vector goes, keyed by user, to ``<app id>-activity-by-user``;
 3. ``profiles`` on that topic: folds the activity into the user's profile
    (:mod:`index.uses.profiles`) in the profiles table, co-partitioned with it, and waits for
-   the changelog's acks.
+   the changelog's acks. The profile keeps the position of the record it folded last, so a
+   redelivered read of this topic is skipped exactly (review finding SP-10).
 
 No agent calls another worker: each reads only the partitions Kafka assigned it.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from faust.types import EventT
 
@@ -30,7 +32,7 @@ from agents.ingest import Sender
 from index.records.codec import CodecError
 from index.records.events import EventError
 from index.uses.profiles import (Activity, Profile, add_activity, decode_profile, decode_with_vector, encode_profile,
-                            encode_with_vector, parse_activity)
+                                 encode_with_vector, origin_header, origin_in, parse_activity)
 from agents.producer import Outgoing
 from tables.profiles import ProfileTable
 from tables.vectors import VectorTable
@@ -80,6 +82,7 @@ class ActivityRepartition:
     async def process(self, batch: Sequence[EventT]) -> None:
         refused: list[DeadLetter] = []
         outgoing = [Outgoing(self.route.by_item, activity.item.encode(), source.message.value,
+                             headers=[origin_header(source.message.partition, source.message.offset)],
                              timestamp=source.message.timestamp)
                     for source, activity in _valid(batch, self.weights, refused)]
         await self.route.send("activity", outgoing, refused)
@@ -105,8 +108,9 @@ class ActivityJoin:
                                                                "(never produced, or deleted); activity needs items "
                                                                "that are on the events topic"))
                 continue
+            joined = replace(activity, origin=origin_in(message.headers))
             outgoing.append(Outgoing(self.route.by_user, activity.user.encode(),
-                                     encode_with_vector(activity, record.vector), timestamp=message.timestamp))
+                                     encode_with_vector(joined, record.vector), timestamp=message.timestamp))
         await self.route.send("activity-join", outgoing, refused)
 
 
@@ -132,7 +136,8 @@ class ProfileUpdater:
                 refused.append(refusal(source, "bad_record", f"not a joined activity record: {exc}"))
                 continue
             stored = self.table.read_in(message.partition, activity.user)
-            updated = add_activity(self._decoded(activity.user, stored), activity, vector, self.half_life, self.keep)
+            updated = add_activity(self._decoded(activity.user, stored), activity, vector, self.half_life, self.keep,
+                                   at=(message.partition, message.offset))
             # A redelivery rewrites the stored profile: after a crash the local store can be
             # ahead of the changelog (docs/faust.md §8), and this catches it up.
             value = encode_profile(updated) if updated is not None else stored

@@ -70,7 +70,7 @@ class Settings:
     drift_threshold: float = field(default=0.1, metadata={"doc": "Drift (1 − cosine between a health window's mean vector and the partition's reference window's) above which a `drift` alert is produced, once per window."})
     health_window: int = field(default=1000, metadata={"doc": "Documents per partition in one embedding-health window; a partition's first full window on a worker is its reference."})
     profile_half_life: float = field(default=604800.0, metadata={"doc": "Seconds after which an activity counts half in a user's profile (default 7 days)."})
-    profile_recent: int = field(default=20, metadata={"doc": "A user's last items kept in their profile and left out of their recommendations."})
+    profile_recent: int = field(default=20, metadata={"doc": "A user's last items kept in their profile and left out of their recommendations; also how many origins of their latest activities a profile remembers to skip one an earlier agent sent again."})
     action_weights: str = field(default="view:1,click:2,cart:3,purchase:5", metadata={"doc": "Weight of each activity `action` when the event gives no `weight` (`action:weight,…`; negative allowed); other actions need a `weight`."})
     hnsw_m: int = field(default=16, metadata={"doc": "HNSW graph degree M."})
     hnsw_ef_construction: int = field(default=200, metadata={"doc": "HNSW ef at build time."})

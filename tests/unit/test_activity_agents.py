@@ -1,0 +1,88 @@
+"""The three activity agents chained without a broker: what each sends is what the next reads.
+
+Review finding SP-10: a redelivery is counted once whichever agent reads again (the profile
+agent by the position folded last, the two before it by the activity's origin), and distinct
+activities with the same (item, action, ts) both count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from agents.activity import ActivityJoin, ActivityRepartition, ProfileUpdater, Route
+from agents.producer import Outgoing
+from index.uses.profiles import decode_profile
+
+WEIGHTS = {"view": 1.0}
+
+
+class Sent:
+    """The producer: keeps what the agents send, in order, by topic."""
+
+    def __init__(self) -> None:
+        self.records: list[Outgoing] = []
+
+    async def send_all(self, records: Sequence[Outgoing]) -> None:
+        self.records.extend(records)
+
+    def on(self, topic: str) -> list[Outgoing]:
+        return [record for record in self.records if record.topic == topic]
+
+
+class Profiles:
+    """The profiles table of one worker: RocksDB by partition, every write acknowledged at once."""
+
+    def __init__(self) -> None:
+        self.data: dict[tuple[int, str], bytes] = {}
+
+    def read_in(self, partition: int, user: str) -> bytes | None:
+        return self.data.get((partition, user))
+
+    def write(self, source: Any, user: str, value: bytes) -> None:
+        self.data[(source.message.partition, user)] = value
+
+    async def changelog_acked(self) -> None:
+        return None
+
+
+def event(topic: str, partition: int, offset: int, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()
+          ) -> Any:
+    return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=partition, offset=offset, key=None,
+                                                   value=value, headers=list(headers), timestamp=None))
+
+
+def read(records: Sequence[Outgoing], topic: str, first_offset: int) -> list[Any]:
+    """``records`` as the next agent consumes them, from one partition of ``topic``."""
+    return [event(topic, 0, first_offset + n, record.value, record.headers) for n, record in enumerate(records)]
+
+
+def test_redeliveries_at_every_stage_count_each_activity_once_and_same_looking_ones_count_twice() -> None:
+    sent, profiles = Sent(), Profiles()
+    route = Route(sent, "by-item", "by-user", "dead-letters")
+    items = SimpleNamespace(stored=lambda partition, item: SimpleNamespace(vector=np.array([1, 0, 0], np.float32)))
+    stages = (ActivityRepartition(route, WEIGHTS), ActivityJoin(items, route, WEIGHTS),  # type: ignore[arg-type]
+              ProfileUpdater(profiles, route, 3600.0, 20))  # type: ignore[arg-type]
+    body = json.dumps({"user": "u", "item": "a", "action": "view", "ts": 10}).encode()
+    activity = [event("activity", 1, offset, body) for offset in (5, 6)]  # two activities, the same body
+
+    async def main() -> None:
+        for _ in range(2):  # stage 1 reads the batch again: each activity goes to by-item twice
+            await stages[0].process(activity)
+        by_item = read(sent.on("by-item"), "by-item", 0)
+        for _ in range(2):  # and stage 2 reads its input again
+            await stages[1].process(by_item)
+        by_user = read(sent.on("by-user"), "by-user", 0)
+        assert len(by_user) == 8
+        for _ in range(2):  # and stage 3 reads all of it again
+            await stages[2].process(by_user)
+
+    asyncio.run(main())
+    profile = decode_profile(profiles.data[(0, "u")])
+    assert (profile.events, profile.weight, profile.folded) == (2, 2.0, (0, 7))
+    assert not sent.on("dead-letters")
