@@ -177,7 +177,7 @@ def add_activity(profile: Profile | None, activity: Activity, vector: np.ndarray
     if profile is not None and at is not None and _covers(profile.folded, at):
         return None
     if profile is not None and activity.fingerprint in profile.seen:
-        return None if at is None or at == profile.folded else replace(profile, folded=at)
+        return None if at is None else replace(profile, folded=at)
     contribution = activity.weight * np.asarray(vector, dtype=np.float64)
     if profile is None:
         return Profile(contribution, abs(activity.weight), activity.ts, 1, _latest((), activity.item, keep),
