@@ -5,13 +5,18 @@ internal topics, in three agents (each batch acknowledged only after what it pro
 
 1. ``activity`` on ``<app id>-activity``: validates each event (bad ones are dead-lettered
    with a reason) and re-keys it by item onto ``<app id>-activity-by-item`` (the original
-   bytes and timestamp), which is co-partitioned with the vectors table;
+   bytes and timestamp, and its position as the ``activity-origin`` header: the identity a
+   redelivery keeps), which is co-partitioned with the vectors table;
 2. ``activity-join`` on that topic: runs where the item's partition lives and reads the
-   item's vector from it; an unknown or deleted item is dead-lettered (``unknown_item``);
-   the activity with the vector goes, keyed by user, to ``<app id>-activity-by-user``;
+   item's vector from it; the activity with the vector goes, keyed by user, to
+   ``<app id>-activity-by-user``. An item not found may not be indexed yet (ingest lags in
+   a bulk load or a model outage: review finding SP-9), so the batch is retried for up to
+   ``STREAMVEC_ACTIVITY_ITEM_WAIT`` seconds before such an activity is dead-lettered
+   (``unknown_item``);
 3. ``profiles`` on that topic: folds the activity into the user's profile
    (:mod:`index.uses.profiles`) in the profiles table, co-partitioned with it, and waits for
-   the changelog's acks.
+   the changelog's acks. The profile keeps the position of the record it folded last, so a
+   redelivered read of this topic is skipped exactly (review finding SP-10).
 
 No agent calls another worker: each reads only the partitions Kafka assigned it.
 """
@@ -21,16 +26,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from faust.types import EventT
 
+from agents.batches import NotYet
 from agents.deadletters import DeadLetter, dead_letter_records, refusal
 from agents.ingest import Sender
 from index.records.codec import CodecError
 from index.records.events import EventError
 from index.uses.profiles import (Activity, Profile, add_activity, decode_profile, decode_with_vector, encode_profile,
-                            encode_with_vector, parse_activity)
+                                 encode_with_vector, origin_header, origin_in, parse_activity)
 from agents.producer import Outgoing
 from tables.profiles import ProfileTable
 from tables.vectors import VectorTable
@@ -39,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 # seconds from each activity's timestamp until its profile write was acknowledged
 OnProfiled = Callable[[Sequence[float]], None]
+_FORGET_AFTER = 60.0  # seconds past its wait that an unknown item's first sighting is kept
 
 
 @dataclass(frozen=True)
@@ -80,34 +87,71 @@ class ActivityRepartition:
     async def process(self, batch: Sequence[EventT]) -> None:
         refused: list[DeadLetter] = []
         outgoing = [Outgoing(self.route.by_item, activity.item.encode(), source.message.value,
+                             headers=[origin_header(source.message.partition, source.message.offset)],
                              timestamp=source.message.timestamp)
                     for source, activity in _valid(batch, self.weights, refused)]
         await self.route.send("activity", outgoing, refused)
 
 
 class ActivityJoin:
-    """Stage 2: the item's vector from its own partition, keyed by user."""
+    """Stage 2: the item's vector from its own partition, keyed by user.
 
-    def __init__(self, table: VectorTable, route: Route, weights: Mapping[str, float]) -> None:
+    An activity whose item is not found holds its batch back (:class:`NotYet`: the batch
+    agent retries it with a growing pause, up to 5 s) until the item is there, or until
+    ``item_wait`` seconds after this worker first saw that activity; then it is
+    dead-lettered ``unknown_item`` and the rest of the batch goes on. A batch holds back all
+    of its partition meanwhile: activity on items that never come costs its partition up to
+    ``item_wait`` per batch. ``item_wait`` 0 dead-letters at once.
+    """
+
+    def __init__(self, table: VectorTable, route: Route, weights: Mapping[str, float], item_wait: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.table = table
         self.route = route
         self.weights = weights
+        self.item_wait = item_wait
+        self.clock = clock
+        # When this worker first found the item of an activity (topic, partition, offset)
+        # missing; dropped once its batch is done, or _FORGET_AFTER past its wait (a batch
+        # left to another worker at a rebalance never comes back to end it here).
+        self._missing_since: dict[tuple[str, int, int], float] = {}
 
     async def process(self, batch: Sequence[EventT]) -> None:
         refused: list[DeadLetter] = []
         outgoing = []
+        waiting = []
+        now = self.clock()
         # Stage 1 checked the contract; a default weight can have been removed since.
         for source, activity in _valid(batch, self.weights, refused):
             message = source.message
             record = self.table.stored(message.partition, activity.item)
             if record is None or record.vector is None:
+                since = self._missing_since.setdefault((message.topic, message.partition, message.offset), now)
+                if now - since < self.item_wait:
+                    waiting.append(activity.item)
+                    continue
                 refused.append(refusal(source, "unknown_item", f"item {activity.item!r} is not an indexed document "
-                                                               "(never produced, or deleted); activity needs items "
-                                                               "that are on the events topic"))
+                                                               f"(never produced, deleted, or not indexed within "
+                                                               f"{self.item_wait:g} s); activity needs items that "
+                                                               "are on the events topic"))
                 continue
+            joined = replace(activity, origin=origin_in(message.headers))
             outgoing.append(Outgoing(self.route.by_user, activity.user.encode(),
-                                     encode_with_vector(activity, record.vector), timestamp=message.timestamp))
+                                     encode_with_vector(joined, record.vector), timestamp=message.timestamp))
+        if waiting:
+            self._forget_stale(now)
+            raise NotYet(f"{len(waiting)} item(s) not indexed yet, e.g. {waiting[0]!r}; waiting up to "
+                         f"{self.item_wait:g} s for them")
         await self.route.send("activity-join", outgoing, refused)
+        for source in batch:  # done: a redelivery of it later is a new sighting
+            message = source.message
+            self._missing_since.pop((message.topic, message.partition, message.offset), None)
+
+    def _forget_stale(self, now: float) -> None:
+        """Drop the first sightings of batches that stopped coming back (moved to another worker)."""
+        stale = now - self.item_wait - _FORGET_AFTER
+        for key in [key for key, since in self._missing_since.items() if since < stale]:
+            del self._missing_since[key]
 
 
 class ProfileUpdater:
@@ -132,7 +176,8 @@ class ProfileUpdater:
                 refused.append(refusal(source, "bad_record", f"not a joined activity record: {exc}"))
                 continue
             stored = self.table.read_in(message.partition, activity.user)
-            updated = add_activity(self._decoded(activity.user, stored), activity, vector, self.half_life, self.keep)
+            updated = add_activity(self._decoded(activity.user, stored), activity, vector, self.half_life, self.keep,
+                                   at=(message.partition, message.offset))
             # A redelivery rewrites the stored profile: after a crash the local store can be
             # ahead of the changelog (docs/faust.md §8), and this catches it up.
             value = encode_profile(updated) if updated is not None else stored

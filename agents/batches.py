@@ -9,6 +9,8 @@ outside the events failed (a topic refused a write): the batch is tried again, w
 growing pause, until it goes through; during a rebalance or a shutdown it is left
 unacknowledged for the partitions' next owner, as the ingest agent does. A retried batch
 must be safe to process twice, which at-least-once delivery asks of every processor anyway.
+A processor that must wait for something else (an item not indexed yet) raises
+:class:`NotYet`: the batch is retried the same way, logged in one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Awaitable, Callable, Sequence
 import faust
 from faust.types import EventT
 
+from index.exceptions import StreamvecError
+
 logger = logging.getLogger(__name__)
 
 Process = Callable[[Sequence[EventT]], Awaitable[None]]
@@ -28,18 +32,25 @@ _LONGEST_PAUSE = 5.0
 _POLL = 0.25
 
 
+class NotYet(StreamvecError):
+    """The batch cannot be done yet, and nothing failed: it waits for another agent's work.
+    The processor decides how long it waits (it is retried until it stops raising)."""
+
+
 async def until_done(name: str, process: Process, batch: Sequence[EventT], may_retry: Callable[[], bool]) -> bool:
     """Run ``process(batch)`` until it returns (True), or until a failure meets a rebalance or
     the worker's stop (False: leave the batch unacknowledged). Each failure is logged."""
     pause = _FIRST_PAUSE
     while True:
+        first = batch[0].message
+        where = f"a batch of {len(batch)} events (from {first.topic} partition {first.partition} offset {first.offset})"
         try:
             await process(batch)
             return True
+        except NotYet as exc:
+            logger.info("%s: %s waits: %s; retrying in %.1f s", name, where, exc, pause)
         except Exception:  # noqa: BLE001 — anything: the batch stays unacknowledged and is retried
-            first = batch[0].message
-            logger.exception("%s: a batch of %d events (from %s partition %d offset %d) failed; retrying in %.1f s",
-                             name, len(batch), first.topic, first.partition, first.offset, pause)
+            logger.exception("%s: %s failed; retrying in %.1f s", name, where, pause)
         deadline = asyncio.get_running_loop().time() + pause
         while may_retry() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(_POLL)

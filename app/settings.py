@@ -70,7 +70,8 @@ class Settings:
     drift_threshold: float = field(default=0.1, metadata={"doc": "Drift (1 − cosine between a health window's mean vector and the partition's reference window's) above which a `drift` alert is produced, once per window."})
     health_window: int = field(default=1000, metadata={"doc": "Documents per partition in one embedding-health window; a partition's first full window on a worker is its reference."})
     profile_half_life: float = field(default=604800.0, metadata={"doc": "Seconds after which an activity counts half in a user's profile (default 7 days)."})
-    profile_recent: int = field(default=20, metadata={"doc": "A user's last items kept in their profile and left out of their recommendations."})
+    activity_item_wait: float = field(default=30.0, metadata={"doc": "Seconds an activity whose item is not indexed yet holds its batch back (retried with a growing pause, up to 5 s) before it is dead-lettered `unknown_item`: activity on a fresh item waits out ingest lag. Meanwhile that `<app id>-activity-by-item` partition waits too; 0 dead-letters at once."})
+    profile_recent: int = field(default=20, metadata={"doc": "A user's last items kept in their profile and left out of their recommendations; also how many origins of their latest activities a profile remembers to skip one an earlier agent sent again."})
     action_weights: str = field(default="view:1,click:2,cart:3,purchase:5", metadata={"doc": "Weight of each activity `action` when the event gives no `weight` (`action:weight,…`; negative allowed); other actions need a `weight`."})
     hnsw_m: int = field(default=16, metadata={"doc": "HNSW graph degree M."})
     hnsw_ef_construction: int = field(default=200, metadata={"doc": "HNSW ef at build time."})
@@ -273,6 +274,9 @@ class Settings:
         if self.health_window < 2 or self.profile_recent < 0 or not self.profile_half_life > 0:
             raise SettingsError(f"{ENV_PREFIX}HEALTH_WINDOW must be at least 2, {ENV_PREFIX}PROFILE_RECENT "
                                 f"at least 0 and {ENV_PREFIX}PROFILE_HALF_LIFE positive")
+        if not 0 <= self.activity_item_wait < float("inf"):
+            raise SettingsError(f"{ENV_PREFIX}ACTIVITY_ITEM_WAIT must be a number of seconds, at least 0 "
+                                f"(0 dead-letters activity on an unknown item at once), got {self.activity_item_wait}")
         self.action_weight_map  # noqa: B018 — parses, raising SettingsError if malformed
 
     def _validate_cdc(self) -> None:

@@ -124,7 +124,7 @@ def _register_activity(app: faust.App, settings: Settings, table: VectorTable, s
     weights = settings.action_weight_map
     stages = (
         ("activity", activity, ActivityRepartition(route, weights).process),
-        ("activity-join", by_item, ActivityJoin(table, route, weights).process),
+        ("activity-join", by_item, ActivityJoin(table, route, weights, settings.activity_item_wait).process),
         ("profile-updates", by_user, ProfileUpdater(profiles, route, settings.profile_half_life,
                                                     settings.profile_recent, metrics.observe_profiled).process),
     )

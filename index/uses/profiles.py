@@ -10,8 +10,21 @@ the order activities arrive in. Weights may be negative (a dislike pushes away).
 use the profile's direction only, so the mean's denominator (the decayed sum of ``|w|``)
 is kept for reporting.
 
-Activity is delivered at least once: a profile remembers the fingerprints of its latest
-activities and ignores one it has already counted.
+Activity is delivered at least once, and a profile counts each activity once. A redelivery
+comes in one of two shapes (docs/use-cases.md "Recommendations from activity"):
+
+* the profile agent reads ``<app id>-activity-by-user`` again from its last commit (after
+  ``kill -9`` or a batch abandoned to a rebalance): the same records at the same offsets. All
+  of a user's records are in one partition, read in offset order, so a profile keeps the
+  position (partition, offset) of the last record it folded, and a record at or before it
+  is skipped. This is exact, however many records the redelivery covers, in one pair of
+  numbers per profile (review finding SP-10: it was a window of the last 20 fingerprints).
+* an earlier agent sends the activity again, so it reaches ``by-user`` at a new offset. Its
+  fingerprint is then the same: the activity's own position on ``<app id>-activity``, which
+  travels with it (the :data:`ORIGIN_HEADER` header, then the joined record). A profile
+  remembers the fingerprints of its latest ``keep`` activities. Distinct activities with the
+  same (item, action, ts) have distinct positions, so both count; a record produced twice to
+  ``<app id>-activity`` is two activities.
 """
 
 from __future__ import annotations
@@ -19,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,6 +47,14 @@ _HEADER = struct.Struct("<BI")
 _PROFILE_FORMAT = 1
 _ACTIVITY_FORMAT = 2
 
+ORIGIN_HEADER = "activity-origin"
+"""The header that carries an activity's position on ``<app id>-activity`` to the join, as
+``b"<partition>:<offset>"``. Not ``streamvec-``-prefixed: dead letters keep it as one of the
+record's own headers (agents/deadletters.py)."""
+
+Position = tuple[int, int]
+"""A record's (partition, offset) on its topic."""
+
 
 @dataclass(frozen=True)
 class Activity:
@@ -44,11 +65,43 @@ class Activity:
     action: str
     weight: float
     ts: float
+    origin: Position | None = None  # where it was read on <app id>-activity; None from older workers
 
     @property
     def fingerprint(self) -> str:
-        """What identifies a delivery of this activity: a redelivered one has the same."""
+        """What identifies this activity: every redelivery of it has the same one.
+
+        Its origin when known, so that distinct activities with the same (item, action, ts)
+        differ. Without one (a record joined by an older worker) the (item, action, ts) it
+        was before, so that it still matches the fingerprints older workers stored.
+        """
+        if self.origin is not None:
+            return f"@{self.origin[0]}:{self.origin[1]}"
         return f"{self.item}\x1f{self.action}\x1f{self.ts!r}"
+
+
+def origin_header(partition: int, offset: int) -> tuple[str, bytes]:
+    """The :data:`ORIGIN_HEADER` of the activity read at ``partition``, ``offset``."""
+    return ORIGIN_HEADER, f"{partition}:{offset}".encode()
+
+
+def origin_in(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> Position | None:
+    """The origin a record's headers carry; None without one, or with one that does not parse
+    (the activity then falls back to its (item, action, ts) fingerprint)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, raw in pairs:
+        if name == ORIGIN_HEADER:
+            return _position(raw.decode("ascii", "replace").split(":"))
+    return None
+
+
+def _position(parts: Any) -> Position | None:
+    """Two non-negative ints (a list from JSON or from a header), else None."""
+    try:
+        partition, offset = (int(part) for part in parts)
+    except (TypeError, ValueError):
+        return None
+    return (partition, offset) if partition >= 0 and offset >= 0 else None
 
 
 def parse_activity(value: bytes | None, weights: Mapping[str, float], kafka_ts: float | None) -> Activity:
@@ -100,6 +153,9 @@ class Profile:
     events: int
     recent: tuple[str, ...] = ()  # latest items, most recent last, each once
     seen: tuple[str, ...] = ()  # fingerprints of the latest activities
+    # The by-user record folded last. None: nothing folded since the format had it (a record
+    # of an older worker); only the fingerprints guard such a profile, as they did before.
+    folded: Position | None = None
 
     @property
     def vector(self) -> np.ndarray | None:
@@ -109,15 +165,23 @@ class Profile:
 
 
 def add_activity(profile: Profile | None, activity: Activity, vector: np.ndarray, half_life: float,
-                 keep: int) -> Profile | None:
-    """The profile after ``activity`` on an item whose unit vector is ``vector``; None if the
-    profile already counted this activity (a redelivery)."""
-    if profile is not None and activity.fingerprint in profile.seen:
+                 keep: int, at: Position | None = None) -> Profile | None:
+    """The profile after ``activity`` on an item whose unit vector is ``vector``, read at
+    position ``at`` of ``<app id>-activity-by-user``; None when the profile stays as it is.
+
+    A record at or before the last one the profile folded is a redelivery of the same read
+    and changes nothing. An activity whose fingerprint the profile has seen came again
+    through an earlier agent: it is not counted, but the profile moves to ``at``, so that a
+    later redelivery of this read is caught by position, not by the bounded fingerprints.
+    """
+    if profile is not None and at is not None and _covers(profile.folded, at):
         return None
+    if profile is not None and activity.fingerprint in profile.seen:
+        return None if at is None else replace(profile, folded=at)
     contribution = activity.weight * np.asarray(vector, dtype=np.float64)
     if profile is None:
         return Profile(contribution, abs(activity.weight), activity.ts, 1, _latest((), activity.item, keep),
-                       _latest((), activity.fingerprint, keep))
+                       _latest((), activity.fingerprint, keep), at)
     if activity.ts >= profile.ts:  # move the profile's time forward, decaying what it holds
         old, new, ts = _decay(activity.ts - profile.ts, half_life), 1.0, activity.ts
     else:  # a late activity counts as decayed to the profile's time
@@ -126,7 +190,16 @@ def add_activity(profile: Profile | None, activity: Activity, vector: np.ndarray
     weight = profile.weight * old + abs(activity.weight) * new
     return replace(profile, vector_sum=vector_sum, weight=weight, ts=ts, events=profile.events + 1,
                    recent=_latest(profile.recent, activity.item, keep),
-                   seen=_latest(profile.seen, activity.fingerprint, keep))
+                   seen=_latest(profile.seen, activity.fingerprint, keep),
+                   folded=at if at is not None else profile.folded)
+
+
+def _covers(folded: Position | None, at: Position) -> bool:
+    """Whether a profile that folded the record at ``folded`` has folded the one at ``at``:
+    the same partition (a user's records stay in one unless partitions are added), no later
+    offset. A recreated by-user topic starts its offsets again, and would need its profiles
+    dropped with it."""
+    return folded is not None and folded[0] == at[0] and at[1] <= folded[1]
 
 
 def _decay(seconds: float, half_life: float) -> float:
@@ -142,22 +215,30 @@ def _latest(items: tuple[str, ...], item: str, keep: int) -> tuple[str, ...]:
 
 def encode_profile(profile: Profile) -> bytes:
     """Stored form (profiles table and its changelog): a JSON header and the float64 sum."""
-    header = json.dumps({"w": profile.weight, "t": profile.ts, "n": profile.events, "r": list(profile.recent),
-                         "s": list(profile.seen)}, separators=(",", ":"), ensure_ascii=False).encode()
+    fields: dict[str, Any] = {"w": profile.weight, "t": profile.ts, "n": profile.events, "r": list(profile.recent),
+                              "s": list(profile.seen)}
+    if profile.folded is not None:
+        fields["f"] = list(profile.folded)
+    header = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
     return _pack(_PROFILE_FORMAT, header, np.ascontiguousarray(profile.vector_sum, dtype="<f8").tobytes())
 
 
 def decode_profile(data: bytes) -> Profile:
+    """A stored profile. ``"f"`` (the position folded last) is optional within format 1, so
+    records of older workers still decode (with ``folded`` None), and older workers still
+    decode ours: a rollback keeps the profiles and only loses the position."""
     header, body = _unpack(_PROFILE_FORMAT, data, "profile")
     return Profile(np.frombuffer(body, dtype="<f8").copy(), float(header["w"]), float(header["t"]), int(header["n"]),
-                   tuple(header["r"]), tuple(header["s"]))
+                   tuple(header["r"]), tuple(header["s"]), _position(header.get("f")))
 
 
 def encode_with_vector(activity: Activity, vector: np.ndarray) -> bytes:
     """An activity joined with its item's vector (the record that travels to the user's partition)."""
-    header = json.dumps({"user": activity.user, "item": activity.item, "action": activity.action,
-                         "weight": activity.weight, "ts": activity.ts}, separators=(",", ":"),
-                        ensure_ascii=False).encode()
+    fields: dict[str, Any] = {"user": activity.user, "item": activity.item, "action": activity.action,
+                              "weight": activity.weight, "ts": activity.ts}
+    if activity.origin is not None:
+        fields["o"] = list(activity.origin)
+    header = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
     return _pack(_ACTIVITY_FORMAT, header, np.ascontiguousarray(vector, dtype="<f4").tobytes())
 
 
@@ -165,7 +246,7 @@ def decode_with_vector(data: bytes) -> tuple[Activity, np.ndarray]:
     header, body = _unpack(_ACTIVITY_FORMAT, data, "joined activity")
     try:
         activity = Activity(str(header["user"]), str(header["item"]), str(header["action"]), float(header["weight"]),
-                            float(header["ts"]))
+                            float(header["ts"]), _position(header.get("o")))
     except (KeyError, TypeError, ValueError) as exc:
         raise CodecError(f"joined activity header is incomplete: {exc}") from None
     return activity, np.frombuffer(body, dtype="<f4")

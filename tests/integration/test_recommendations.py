@@ -3,7 +3,8 @@
 One cluster (real Kafka, two worker processes, 4 partitions) serves the module; the tests
 run in order. The shop's items are 600 glosses of six categories of the sample data (100
 each); each user acts on items of one category only, and must get recommendations from
-it. Then: activity the join cannot use is dead-lettered, deleted items leave the
+it. Activity that arrives before its item is indexed waits for it (review finding SP-9).
+Then: activity the join cannot use is dead-lettered, deleted items leave the
 recommendations, and the profiles survive ``kill -9`` and a rebuild from the changelog
 by a worker with an empty data dir.
 """
@@ -33,6 +34,7 @@ USERS_PER_CATEGORY = 2
 ACTIONS_PER_USER = 10
 ACTIONS = ("view", "view", "click", "purchase")
 K = 10
+ITEM_WAIT = 20  # STREAMVEC_ACTIVITY_ITEM_WAIT: long enough to embed one item on a busy machine
 
 
 class Shop:
@@ -52,7 +54,8 @@ class Shop:
 
 @pytest.fixture(scope="module")
 def shop(kafka_broker: str, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
-    group = Group(kafka_broker, new_app_id("shop"), tmp_path_factory.mktemp("shop"), model_cache, PARTITIONS)
+    group = Group(kafka_broker, new_app_id("shop"), tmp_path_factory.mktemp("shop"), model_cache, PARTITIONS,
+                  env={"STREAMVEC_ACTIVITY_ITEM_WAIT": str(ITEM_WAIT)})
     shop = Shop(group)
     try:
         for name in ("a", "b"):
@@ -85,6 +88,22 @@ def test_one_activity_at_a_time_reaches_the_profile(shop: Shop) -> None:
           f"p50 {p50 * 1000:.0f} ms p99 {p99 * 1000:.0f} ms; produce (new producer each) → visible in "
           f"GET /recommendations p50 {seen_p50 * 1000:.0f} ms p99 {seen_p99 * 1000:.0f} ms")
     assert count >= 20
+
+
+def test_activity_before_its_item_is_indexed_waits_for_it(shop: Shop) -> None:
+    """Review finding SP-9: the activity comes first, the item 2 s later (ingest lag); the join
+    holds the activity back until the item is there instead of dead-lettering it."""
+    group = shop.group
+    group.send_json("activity", [shop.activity("user-late", "late-item", "view", time.time())])
+    time.sleep(2)
+    group.send([{"id": "late-item", "text": "a harbour crane lifting containers at dawn",
+                 "metadata": {"category": "late"}}])
+    status, answer = wait_for("the late activity in the profile", lambda: (r := shop.recommend(group.workers["a"],
+                              "user-late"))[0] == 200 and r, timeout=ITEM_WAIT + 30)
+    assert answer["profile_events"] == 1
+    letters = [DeadLetter.from_record(r.key, r.value, r.headers) for r in
+               read_topic(group.broker, group.topic_of("dead-letters"))]
+    assert [letter for letter in letters if letter.reason == "unknown_item"] == []
 
 
 def test_users_get_recommendations_from_the_category_they_act_on(shop: Shop) -> None:
@@ -131,7 +150,7 @@ def test_activity_the_join_cannot_use_is_dead_lettered_with_a_reason(shop: Shop)
     def letters() -> list[DeadLetter]:
         return [DeadLetter.from_record(r.key, r.value, r.headers) for r in
                 read_topic(group.broker, group.topic_of("dead-letters"))]
-    found = wait_for("four dead letters", lambda: len(got := letters()) >= 4 and got, timeout=30)
+    found = wait_for("four dead letters", lambda: len(got := letters()) >= 4 and got, timeout=ITEM_WAIT + 30)
     assert sorted(letter.reason for letter in found) == ["bad_user", "unknown_action", "unknown_item", "unknown_item"]
     assert {letter.topic for letter in found if letter.reason == "unknown_item"} == {group.topic_of("activity-by-item")}
     assert shop.recommend(group.workers["a"], "user-x")[0] == 404
