@@ -34,9 +34,11 @@ def test_a_gap_holds_what_comes_after_it_until_the_range_is_read() -> None:
     assert sequence.admit([(6, 3463)]) == ([], [])  # still held behind the gap
 
     gap = Gap(6, 3459, 3461)
+    assert sequence.missing(6) == gap and sequence.missing(7) is None  # recovery waits for it (SP-6)
     assert sequence.extent(gap) == 3464
     ready, gaps = sequence.filled(gap, [(6, 3460), (6, 3459), (6, 3461), (6, 3462), (6, 3463)], 3464)
     assert offsets(ready) == [3459, 3460, 3461, 3462, 3463] and gaps == []
+    assert sequence.missing(6) is None
     assert offsets(sequence.admit([(6, 3463), (6, 3464)])[0]) == [3464]
 
 
@@ -92,6 +94,7 @@ def test_a_reset_or_a_move_while_a_range_is_read_drops_what_waited() -> None:
 
     _, gaps = sequence.admit([(3, 20)])
     sequence.forget(3)
+    assert sequence.missing(3) is None  # a recovery waiting for it goes on: the partition moved away
     assert sequence.filled(gaps[0], [(3, 14)], 21) == ([], [])
 
 
