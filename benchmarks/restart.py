@@ -35,6 +35,7 @@ from app.brokers.kafka import start_kafka
 from app.settings import Settings
 from app.topics import bootstrap
 from benchmarks.corpus import DEFAULT_CACHE, load_corpus
+from benchmarks.embed import cpu_isa, cpu_name
 from benchmarks.feed import bulk_load, vector_events
 from tests.support.workers import Worker, wait_for
 
@@ -129,7 +130,8 @@ def main() -> None:
         broker.stop()
         shutil.rmtree(root, ignore_errors=True)
     print(f"\nstreamvec bench-restart: one worker, {args.n:,} {'synthetic' if args.synthetic else 'WordNet'} "
-          f"vectors, {args.partitions} partitions; loaded in {load:.1f} s; snapshot {size:.0f} MB\n")
+          f"vectors, {args.partitions} partitions; loaded in {load:.1f} s; snapshot {size:.0f} MB")
+    print(f"{cpu_name()}, {psutil.cpu_count()} cores; {cpu_isa()}\n")
     print(f"{'start':<46} {'→ /ready s':>11} {'→ all answer s':>15} {'RSS MB':>8}")
     for name, ready, answering, rss in rows:
         print(f"{name:<46} {ready:>11.1f} {answering:>15.1f} {rss:>8.0f}")
