@@ -64,6 +64,57 @@ def test_workers_reading_a_compacted_vectors_changelog_hold_what_the_writer_held
     harness.report("vectors changelog cleaned, slow reads", 1, group, returned, alone, fresh_ready)
 
 
+def test_a_worker_reading_a_compacted_profiles_changelog_counts_every_activity_once(
+        group_factory: GroupFactory) -> None:
+    """The profiles table (SP-7): a late read of a gap once wrote older profiles over newer ones.
+    Each user's activity comes in rounds, so the profiles changelog is rewritten per user per
+    round and compacts to a few records; a fresh worker reads it through the slowed reader, the
+    writer stops, and every profile must count each activity once, before and after more."""
+    group = group_factory("cleanedprofiles", partitions=PARTITIONS, **SLOW_READS)
+    a = group.start("a", command=harness.FAULTY_WORKER)
+    a.wait_ready(timeout=300)
+    changelog = f"{group.app_id}-profiles-changelog"
+    alter_topic(group.broker, changelog, CLEAN_AT_ONCE)
+    items = [f"item-{n}" for n in range(40)]
+    send_now(group.broker, group.topic, Ledger(seed=26).upserts(items))
+    group.wait_consumed(len(items), timeout=120)
+    users = [f"user-{n}" for n in range(4)]
+    sent = act(group, a, users, items, rounds=12, sent=dict.fromkeys(users, 0))
+    wait_clean(group, changelog)
+
+    fresh = group.start("fresh", command=harness.FAULTY_WORKER)
+    fresh.wait_ready(timeout=300)
+    since = time.monotonic()
+    a.stop()
+    group.recovered(since)
+    assert profile_events(fresh, users) == sent, "profiles after a fresh worker read the compacted changelog"
+    act(group, fresh, users, items, rounds=2, sent=sent)  # folded on top of what the read brought
+    assert not group.crashes()
+
+
+def act(group: Group, worker: Worker, users: list[str], items: list[str], rounds: int,
+        sent: dict[str, int]) -> dict[str, int]:
+    """``rounds`` rounds of 5 views per user, each round folded (as ``worker`` shows) before the
+    next is sent; the activities sent to each user so far."""
+    for round_ in range(rounds):
+        records = [(user, {"user": user, "item": items[(round_ * 5 + n + u) % len(items)], "action": "view",
+                           "ts": 1_000_000 + round_ * 10 + n}) for u, user in enumerate(users) for n in range(5)]
+        group.send_json("activity", records)
+        sent = {user: count + 5 for user, count in sent.items()}
+        wait_for(f"round {round_ + 1} in the profiles", lambda: profile_events(worker, users) == sent,
+                 timeout=60, interval=0.3)
+        time.sleep(0.2)  # the next round's records open a new segment
+    return sent
+
+
+def profile_events(worker: Worker, users: list[str]) -> dict[str, int]:
+    events = {}
+    for user in users:
+        status, answer = worker.get(f"/recommendations/{user}?k=1")
+        events[user] = answer["profile_events"] if status == 200 else -status
+    return events
+
+
 def ingest(group: Group, chunks: list[list[tuple[bytes | None, bytes | None]]], produced: int) -> int:
     """Send each chunk once the one before is consumed, a little apart, so the changelog rolls a
     segment between batches and the earlier ones can be cleaned; the count produced after."""
@@ -77,10 +128,10 @@ def ingest(group: Group, chunks: list[list[tuple[bytes | None, bytes | None]]], 
 
 def wait_clean(group: Group, changelog: str) -> None:
     counts: list[int] = []
-    held = wait_for("the log cleaner to compact the vectors changelog and stop",
+    held = wait_for(f"the log cleaner to compact {changelog} and stop",
                     lambda: compacted(group, changelog, counts), timeout=90, interval=1.5)
     ends = end_offsets(group.broker, changelog, PARTITIONS)
-    print(f"\nvectors changelog after the clean: {held} of {sum(ends.values())} offsets hold a record")
+    print(f"\n{changelog} after the clean: {held} of {sum(ends.values())} offsets hold a record")
 
 
 def compacted(group: Group, topic: str, counts: list[int]) -> int | None:
