@@ -1,15 +1,17 @@
 """The store reads the changelog records Faust's consumer skipped straight from the broker: a
 range comes back whole and in order, a range the broker kept only part of comes back short (as
-after compaction), and one the broker does not have yet is an error, not a hang."""
+after compaction), one the broker does not have yet is an error, not a hang, and one that takes
+longer than the timeout in all but keeps moving is read to its end."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from app.topics import bootstrap, ensure_topic
@@ -58,3 +60,22 @@ def test_a_range_past_the_end_is_an_error_after_the_timeout(kafka_broker: str) -
 
     with pytest.raises(ChangelogUnreadable, match="not read"):
         asyncio.run(ChangelogReader(kafka_broker, timeout=2.0).read(topic, 0, 0, 5))
+
+
+def test_a_range_that_takes_longer_than_the_timeout_but_keeps_moving_is_read_whole(
+        kafka_broker: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    topic = f"reader-{uuid.uuid4().hex[:8]}"
+    asyncio.run(ensure_topic(kafka_broker, topic, 1))
+    send_records(kafka_broker, topic, [(f"doc-{n}".encode(), b"v") for n in range(12)])
+    real_getmany = AIOKafkaConsumer.getmany
+
+    async def slow_getmany(self: AIOKafkaConsumer, *partitions: TopicPartition, **kwargs: object) -> object:
+        await asyncio.sleep(0.5)  # a slow broker: 3 records a fetch, half a second each
+        return await real_getmany(self, *partitions, timeout_ms=500, max_records=3)
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", slow_getmany)
+
+    began = time.monotonic()
+    events = asyncio.run(ChangelogReader(kafka_broker, timeout=1.5).read(topic, 0, 0, 12))
+
+    assert [e.message.offset for e in events] == list(range(12))
+    assert time.monotonic() - began > 1.5, "the read was meant to take longer than its timeout"
