@@ -151,12 +151,15 @@ class _Measured(NamedTuple):
 @dataclass
 class _Kept:
     """What a batch keeps over its retries: the model's vectors by text and what it measured of
-    each, and whether the dead letters and alerts went out (a retry after the changelog send failed
-    does not produce them again; a redelivery does)."""
+    each, and whether its dead letters and its alerts went out, each on its own (a retry after the
+    alerts or the changelog send failed does not produce what went out again; a redelivery does:
+    review finding SP-15 saw a batch's dead letters sent once per retry of an alerts outage).
+    Retries decide the batch the same way: the vectors kept mean no text is embedded again."""
 
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     measured: dict[str, _Measured] = field(default_factory=dict)
-    side_outputs_sent: bool = False
+    dead_letters_sent: bool = False
+    observers_told: bool = False
 
 
 @dataclass
@@ -274,10 +277,12 @@ class IngestProcessor:
         skipped = await self._settle_gaps(decisions)
         writes = [_with_vector(write, kept.vectors) for write in decisions.writes]
         records = self._records(writes, decisions)
-        if not kept.side_outputs_sent:
+        if not kept.dead_letters_sent:
             await self._send_dead_letters(decisions.refused)
+            kept.dead_letters_sent = True
+        if not kept.observers_told:
             await self._notify(writes, kept.measured)
-            kept.side_outputs_sent = True
+            kept.observers_told = True
         offsets = await self._make_durable(records)
         indexing = self._apply(records, offsets, writes)
         await self._read_again(skipped)

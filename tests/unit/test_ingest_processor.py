@@ -578,6 +578,16 @@ def test_a_changelog_send_that_fails_is_retried_without_producing_the_side_outpu
     assert rig.status.retries["broker"] == 2 and rig.total()["indexed"] == 1
 
 
+def test_an_alerts_outage_does_not_send_the_batchs_dead_letters_again_on_every_retry() -> None:
+    """Review finding SP-15: each retry of a failing observer sent the batch's dead letters again."""
+    rig = alerting(Rig())
+    rig.processor.observers[0].fail = 3  # type: ignore[attr-defined]
+    assert rig.run(rig.event({"id": "a", "text": "one"}), rig.source(b"b", b"{not json"))
+    assert [r.topic for r in rig.producer.sent if r.topic in (DEAD, ALERTS)] == [DEAD, ALERTS]
+    assert rig.status.retries["observer"] == 3 and rig.total() == {**dict.fromkeys(OUTCOMES, 0), "indexed": 1,
+                                                                   "dead_lettered": 1}
+
+
 def test_a_batch_left_before_its_progress_record_produces_its_side_outputs_again_when_redelivered() -> None:
     """A crash (or a rebalance) after the alerts and before the progress record: the next owner
     reads the events again and produces their alerts and dead letters again (at least once)."""
