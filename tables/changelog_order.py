@@ -14,6 +14,12 @@ to the last record held by then. What it returns is the truth for that range: it
 since compaction removes records, and that is not a loss. One read covers every gap among the
 records held meanwhile, so a compacted stretch of changelog, where nearly every batch has gaps,
 costs a read per round trip, not one per gap.
+
+What waits behind a gap is bounded (``hold`` records a partition): past it, records are dropped
+and only the highest offset dropped is kept. The broker has them, so the read reaches to that
+offset and brings them; one dropped while a read is under way opens the next gap. (Before, a
+read slower than Faust's delivery held everything Faust delivered meanwhile, with no bound:
+review finding SP-8.)
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+HOLD = 10_000
+"""Records a partition holds behind a gap at most (a vectors record is a few KB)."""
 
 
 @dataclass(frozen=True)
@@ -39,14 +48,16 @@ class _Partition(Generic[T]):
     at: int  # the last changelog offset the copy has
     missing: Gap | None = None
     held: list[T] = field(default_factory=list)
+    dropped: int = -1  # the highest offset delivered behind a gap and not held (the hold was full)
 
 
 class ChangelogOrder(Generic[T]):
     """Per partition, the offset the copy is at and what waits behind a gap; one instance per store,
     used on the event loop only."""
 
-    def __init__(self, where: Callable[[T], tuple[int, int]]) -> None:
+    def __init__(self, where: Callable[[T], tuple[int, int]], hold: int = HOLD) -> None:
         self._where = where  # a record's (partition, offset)
+        self._hold = hold
         self._partitions: dict[int, _Partition[T]] = {}
 
     def reset(self, partition: int, at: int) -> None:
@@ -78,7 +89,10 @@ class ChangelogOrder(Generic[T]):
             if state is None:  # never reset: take the first record as where the copy starts
                 state = self._partitions[partition] = _Partition(offset - 1)
             if state.missing is not None:
-                state.held.append(record)
+                if len(state.held) < self._hold:
+                    state.held.append(record)
+                else:
+                    state.dropped = max(state.dropped, offset)
             elif offset <= state.at:
                 continue
             elif offset > state.at + 1:
@@ -91,10 +105,11 @@ class ChangelogOrder(Generic[T]):
         return ready, gaps
 
     def extent(self, gap: Gap) -> int:
-        """Where a read for ``gap`` should end (exclusive): past the last record held behind it."""
+        """Where a read for ``gap`` should end (exclusive): past the last record held or dropped behind it."""
         state = self._partitions.get(gap.partition)
-        held = [self._where(r)[1] for r in state.held] if state is not None and state.missing == gap else []
-        return max([gap.end - 1, *held]) + 1
+        if state is None or state.missing != gap:
+            return gap.end
+        return max([gap.end - 1, state.dropped, *(self._where(r)[1] for r in state.held)]) + 1
 
     def filled(self, gap: Gap, records: Iterable[T], upto: int) -> tuple[list[T], list[Gap]]:
         """The broker's records from ``gap``'s start to ``upto`` (exclusive), which replace what
@@ -108,4 +123,7 @@ class ChangelogOrder(Generic[T]):
         state.missing = None
         held, state.held = [r for r in state.held if self._where(r)[1] >= upto], []
         more, gaps = self.admit(held)
+        if state.missing is None and state.dropped > state.at:  # dropped while the read was under way
+            state.missing = Gap(gap.partition, state.at + 1, state.dropped + 1)
+            gaps.append(state.missing)
         return ready + more, gaps

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import random
 
-from tables.changelog_order import ChangelogOrder, Gap
+import pytest
+
+from tables.changelog_order import HOLD, ChangelogOrder, Gap
 
 Record = tuple[int, int]  # (partition, offset)
 
 
-def order() -> ChangelogOrder[Record]:
-    return ChangelogOrder(lambda record: record)
+def order(hold: int = HOLD) -> ChangelogOrder[Record]:
+    return ChangelogOrder(lambda record: record, hold)
 
 
 def offsets(records: list[Record]) -> list[int]:
@@ -98,21 +100,53 @@ def test_a_reset_or_a_move_while_a_range_is_read_drops_what_waited() -> None:
     assert sequence.filled(gaps[0], [(3, 14)], 21) == ([], [])
 
 
-def read(sequence: ChangelogOrder[Record], pending: list[Gap]) -> list[int]:
-    """The broker's answer for the first pending gap: every offset up to the read's extent."""
+def test_records_past_the_hold_are_dropped_and_the_read_reaches_past_them() -> None:
+    sequence = order(hold=2)
+    sequence.reset(0, 9)
+    _, gaps = sequence.admit([(0, 12), (0, 13), (0, 14), (0, 15)])  # 14 and 15 are not held
+    assert sequence.extent(gaps[0]) == 16
+    ready, more = sequence.filled(gaps[0], [(0, n) for n in range(10, 16)], 16)
+    assert offsets(ready) == [10, 11, 12, 13, 14, 15] and more == []
+
+
+def test_a_record_dropped_while_the_read_is_under_way_opens_the_next_gap() -> None:
+    sequence = order(hold=2)
+    sequence.reset(0, 9)
+    _, gaps = sequence.admit([(0, 12)])
+    upto = sequence.extent(gaps[0])  # the read starts: up to 12
+    sequence.admit([(0, 13), (0, 14)])  # delivered meanwhile: 13 is held, 14 dropped
+    ready, more = sequence.filled(gaps[0], [(0, 10), (0, 11), (0, 12)], upto)
+    assert offsets(ready) == [10, 11, 12, 13] and more == [Gap(0, 14, 15)]
+
+
+Read = tuple[Gap, int]  # a read under way: its gap and where it ends (exclusive)
+
+
+def start_read(sequence: ChangelogOrder[Record], pending: list[Gap], reading: list[Read]) -> None:
+    """The store starts reading the first pending gap: up to its extent as of now."""
     gap = pending.pop(0)
-    upto = sequence.extent(gap)
+    reading.append((gap, sequence.extent(gap)))
+
+
+def end_read(sequence: ChangelogOrder[Record], pending: list[Gap], reading: list[Read]) -> list[int]:
+    """The broker's answer for the oldest read under way: every offset up to where it ends."""
+    gap, upto = reading.pop(0)
     ready, gaps = sequence.filled(gap, [(0, n) for n in range(gap.start, upto)], upto)
     pending += gaps
     return offsets(ready)
 
 
-def test_whatever_is_skipped_every_offset_is_applied_once_in_order() -> None:
-    rng = random.Random(11)
-    sequence = order()
+@pytest.mark.parametrize("hold", [HOLD, 3, 1])
+@pytest.mark.parametrize("seed", range(5))
+def test_whatever_is_skipped_every_offset_is_applied_once_in_order(hold: int, seed: int) -> None:
+    """Deliveries go on while a read is under way; with a small hold, most records behind a gap
+    are dropped and read from the broker instead."""
+    rng = random.Random(seed)
+    sequence = order(hold)
     sequence.reset(0, -1)
     applied: list[int] = []
     pending: list[Gap] = []
+    reading: list[Read] = []
     offset = 0
     while offset < 2_000:
         delivered = []
@@ -124,8 +158,12 @@ def test_whatever_is_skipped_every_offset_is_applied_once_in_order() -> None:
         ready, gaps = sequence.admit(delivered)
         applied += offsets(ready)
         pending += gaps
-        while pending and rng.random() < 0.5:
-            applied += read(sequence, pending)
-    while pending:
-        applied += read(sequence, pending)
+        if pending and rng.random() < 0.5:
+            start_read(sequence, pending, reading)
+        if reading and rng.random() < 0.5:
+            applied += end_read(sequence, pending, reading)
+    while pending or reading:
+        if pending:
+            start_read(sequence, pending, reading)
+        applied += end_read(sequence, pending, reading)
     assert applied == list(range(offset))
